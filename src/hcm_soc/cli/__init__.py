@@ -1,0 +1,1 @@
+"""The `hcm-soc` command line: one module per noun."""

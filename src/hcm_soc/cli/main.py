@@ -1,0 +1,83 @@
+"""The root of the `hcm-soc` command: global options, sub-commands, errors -> exit codes.
+
+Exit codes: 0 ok, 1 findings, 2 usage or configuration error, 3 a dependency
+(Elasticsearch, SMTP, Maven) unreachable.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+import click
+import typer
+
+from hcm_soc import __version__
+from hcm_soc.cli import config as config_cmd
+from hcm_soc.cli import es as es_cmd
+from hcm_soc.cli.context import AppContext
+from hcm_soc.cli.demo import demo
+from hcm_soc.cli.init import init
+from hcm_soc.errors import HcmSocError
+
+app = typer.Typer(
+    name="hcm-soc",
+    help="hcm-soc: security monitoring for Ho Chi Minh City — collectors, Sigma detection, playbooks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(es_cmd.app, name="es")
+app.add_typer(config_cmd.app, name="config")
+app.command("init")(init)
+app.command("demo")(demo)
+
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"hcm-soc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file (or HCM_SOC_CONFIG)"),
+    debug: bool = typer.Option(False, "--debug", help="show tracebacks and debug logs"),
+    log_format: str | None = typer.Option(None, "--log-format", help="text or json (default: settings.log_format)"),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
+) -> None:
+    import logging
+
+    from hcm_soc.logs import setup_logging
+
+    _state["debug"] = debug
+    ctx.obj = AppContext(config_file=config, debug=debug)
+    fmt = log_format or "text"
+    if fmt not in ("text", "json"):
+        raise typer.BadParameter("expected text or json", param_hint="--log-format")
+    setup_logging(fmt, logging.DEBUG if debug else logging.INFO)
+
+
+def main() -> None:
+    try:
+        rv = app(standalone_mode=False)
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2)
+    except HcmSocError as e:
+        if _state["debug"]:
+            traceback.print_exc()
+        print(f"hcm-soc: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""Typed settings: environment variables (HCM_SOC_*) over an optional YAML file over defaults.
+
+Every setting has a dotted name (``es.url``) and an environment variable made
+from it (``HCM_SOC_ES_URL``). Settings are built once at start (`load_settings`)
+and passed down; a wrong or missing value fails there with a message naming the
+setting, where it came from and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hcm_soc.errors import ConfigError
+
+ENV_PREFIX = "HCM_SOC_"
+#: Variables with our prefix that are not settings (read by tests, CI or the launcher).
+NON_SETTING_ENV = frozenset(
+    {"HCM_SOC_CONFIG", "HCM_SOC_TEST_ES_URL", "HCM_SOC_SIGMAHQ_DIR", "HCM_SOC_EVTX_DIR", "HCM_SOC_KEEP_NODE"}
+)
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.]*$")
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ElasticsearchSettings(_Group):
+    """How to reach Elasticsearch. No `url` means: use the local development node."""
+
+    url: list[str] = Field(default_factory=list, description="cluster URL(s), comma-separated in the env")
+    api_key: str | None = None
+    username: str | None = None
+    password: str | None = None
+    ca_cert: Path | None = None
+    verify_tls: bool = True
+    request_timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [u.strip() for u in v.split(",") if u.strip()]
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _check_urls(cls, urls: list[str]) -> list[str]:
+        for u in urls:
+            parts = urlsplit(u)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"expected an http(s) URL like https://es.example.gov.vn:9200, got {u!r}")
+        return urls
+
+    @field_validator("ca_cert")
+    @classmethod
+    def _ca_exists(cls, p: Path | None) -> Path | None:
+        if p is not None and not p.is_file():
+            raise ValueError(f"expected the path of a readable PEM file, {str(p)!r} does not exist")
+        return p
+
+    @model_validator(mode="after")
+    def _auth_pairs(self) -> ElasticsearchSettings:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("es.username and es.password must be given together")
+        if self.api_key and self.username:
+            raise ValueError("give either es.api_key or es.username/es.password, not both")
+        return self
+
+
+class LocalNodeSettings(_Group):
+    """The development node that `hcm-soc es start` runs (only when es.url is empty)."""
+
+    port: int = Field(default=9200, ge=1024, le=65535)
+    heap: str = Field(default="1g", pattern=r"^\d+[mg]$")
+    cluster_name: str = Field(default="hcm-soc-dev", pattern=r"^[A-Za-z0-9_-]+$")
+    state_dir: Path | None = None  # default: $XDG_STATE_HOME/hcm-soc or ~/.local/state/hcm-soc
+    start_timeout: float = Field(default=180.0, gt=0)
+
+
+class IndexSettings(_Group):
+    """Names of everything hcm-soc stores: `<prefix>-events-<dataset>-<namespace>`, `<prefix>-alerts`, …"""
+
+    prefix: str = "hcm"
+    namespace: str = "default"
+    shards: int = Field(default=1, ge=1)
+    replicas: str = "0-1"
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not _NAME_RE.match(v) or len(v) > 40:
+            raise ValueError(
+                "expected lowercase letters, digits, '_' or '.', starting with a letter or digit "
+                f"(at most 40 characters), got {v!r}"
+            )
+        return v
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str) -> str:
+        if not _NAME_RE.match(v) or "-" in v or len(v) > 100:
+            raise ValueError(f"expected lowercase letters, digits, '_' or '.' (no '-'), got {v!r}")
+        return v
+
+
+class PathSettings(_Group):
+    rules: list[Path] = Field(default_factory=lambda: [Path("rules")])
+    playbooks: Path = Path("playbooks")
+    collectors: Path = Path("collectors")
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [p for p in v.split(os.pathsep) if p]
+        return v
+
+
+class BulkSettings(_Group):
+    max_docs: int = Field(default=5000, ge=1)
+    max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    flush_interval: float = Field(default=1.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    spool_dir: Path | None = None  # default: <state dir>/spool
+    spool_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
+
+
+class SmtpSettings(_Group):
+    host: str | None = None
+    port: int = Field(default=25, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    sender: str = "soc@hcm.gov.vn"
+    timeout: float = Field(default=10.0, gt=0)
+
+
+class WebhookSettings(_Group):
+    secret: str | None = None
+    timeout: float = Field(default=10.0, gt=0)
+
+
+class Settings(_Group):
+    """All settings of hcm-soc. Build with `load_settings`."""
+
+    es: ElasticsearchSettings = ElasticsearchSettings()
+    local_es: LocalNodeSettings = LocalNodeSettings()
+    index: IndexSettings = IndexSettings()
+    paths: PathSettings = PathSettings()
+    bulk: BulkSettings = BulkSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    webhook: WebhookSettings = WebhookSettings()
+    timezone: str = "Asia/Ho_Chi_Minh"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"expected an IANA time zone such as Asia/Ho_Chi_Minh, got {v!r}") from None
+        return v
+
+    @property
+    def state_dir(self) -> Path:
+        if self.local_es.state_dir is not None:
+            return self.local_es.state_dir
+        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(base) / "hcm-soc"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.bulk.spool_dir or self.state_dir / "spool"
+
+    @property
+    def uses_local_node(self) -> bool:
+        return not self.es.url
+
+
+def env_var(dotted: str) -> str:
+    """`es.url` -> `HCM_SOC_ES_URL`."""
+    return ENV_PREFIX + dotted.replace(".", "_").upper()
+
+
+def setting_names() -> dict[str, str]:
+    """Every settable dotted name -> its environment variable."""
+    names: dict[str, str] = {}
+    for group, field in Settings.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            for sub in ann.model_fields:
+                names[f"{group}.{sub}"] = env_var(f"{group}.{sub}")
+        else:
+            names[group] = env_var(group)
+    return names
+
+
+def _yaml_lines(text: str) -> dict[str, int]:
+    """Dotted key -> 1-based line of that key in a YAML mapping document."""
+    lines: dict[str, int] = {}
+
+    def walk(node: yaml.Node, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = f"{prefix}{k.value}"
+                lines[key] = k.start_mark.line + 1
+                walk(v, key + ".")
+
+    root = yaml.compose(text)
+    if root is not None:
+        walk(root, "")
+    return lines
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    head, _, rest = dotted.partition(".")
+    if rest:
+        node = data.setdefault(head, {})
+        if not isinstance(node, dict):
+            node = data[head] = {}
+        node[rest] = value
+    else:
+        data[head] = value
+
+
+def load_settings(env: Mapping[str, str] | None = None, config_file: Path | str | None = None) -> Settings:
+    """Build settings from `env` (default os.environ) and the YAML file named by
+    `config_file` or HCM_SOC_CONFIG. Raises ConfigError listing every problem."""
+    env = os.environ if env is None else env
+    names = setting_names()
+    by_env = {v: k for k, v in names.items()}
+    origin: dict[str, str] = {}
+    data: dict[str, Any] = {}
+    problems: list[str] = []
+    yaml_lines: dict[str, int] = {}
+
+    path = config_file or env.get("HCM_SOC_CONFIG")
+    if path:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+            loaded = yaml.safe_load(text) or {}
+            yaml_lines = _yaml_lines(text)
+        except FileNotFoundError:
+            raise ConfigError([f"configuration file {p} (HCM_SOC_CONFIG): the file does not exist"]) from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"{p}:{mark.line + 1}" if mark else str(p)
+            raise ConfigError([f"{where}: not valid YAML ({getattr(e, 'problem', e)})"]) from None
+        if not isinstance(loaded, dict):
+            raise ConfigError([f"{p}: expected a mapping of settings at the top level"])
+        data = loaded
+        for dotted, line in yaml_lines.items():
+            origin[dotted] = f"{p}:{line}"
+
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX) or key in NON_SETTING_ENV:
+            continue
+        dotted = by_env.get(key)
+        if dotted is None:
+            close = [e for e in names.values() if _similar(e, key)]
+            hint = f"; did you mean {close[0]}?" if close else ""
+            problems.append(f"{key}: not a hcm-soc setting{hint} (known: hcm-soc config show --names)")
+            continue
+        _set_dotted(data, dotted, value)
+        origin[dotted] = f"env {key}"
+
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err["loc"] if not isinstance(x, int))
+            where = origin.get(loc) or origin.get(loc.rsplit(".", 1)[0]) or f"env {env_var(loc)}"
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown setting; expected one of: {', '.join(sorted(names))}"
+            elif "input" in err and err["type"] != "value_error" and not isinstance(err["input"], dict):
+                msg = f"{msg}, got {err['input']!r}"
+            problems.append(f"setting {loc} ({where}): {msg}")
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _similar(a: str, b: str) -> bool:
+    """Cheap typo detector: same length +-1 and at most two differing characters."""
+    if abs(len(a) - len(b)) > 1:
+        return False
+    import difflib
+
+    return difflib.SequenceMatcher(None, a, b).ratio() > 0.85

@@ -1,0 +1,386 @@
+"""Index templates, component templates, the ingest pipeline and fixed indices: built and installed.
+
+`install(client, items)` is idempotent and versioned: every item carries
+`version` (bumped by hand when its content changes) and `_meta.hcm_soc_hash`
+(a hash of its content). An item is written only when it is missing, older, or
+its content differs; otherwise nothing is sent. After an index template is
+upgraded, existing data streams / indices take the new mappings and dynamic
+settings in place when compatible; a data stream whose mappings conflict rolls
+over so that its next backing index has the new ones.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Literal
+
+from elasticsearch import ApiError, NotFoundError
+
+from hcm_soc.errors import TemplateError
+from hcm_soc.store.names import IndexNames
+
+if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
+
+log = logging.getLogger(__name__)
+
+#: Bump when any template, mapping, setting or the pipeline changes (the hash catches edits
+#: made without a bump, and hand edits made on the cluster).
+SCHEMA_VERSION = 1
+
+Kind = Literal["pipeline", "component_template", "index_template", "index"]
+Action = Literal["created", "updated", "unchanged", "kept-newer"]
+
+_STRINGS_AS_KEYWORD = {
+    "strings_as_caseless_keyword": {
+        "match_mapping_type": "string",
+        "mapping": {
+            "type": "keyword",
+            "ignore_above": 8191,
+            "fields": {"caseless": {"type": "keyword", "normalizer": "lowercase", "ignore_above": 8191}},
+        },
+    }
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateItem:
+    kind: Kind
+    name: str
+    version: int
+    body: dict[str, Any]
+    #: for index templates: the mappings/settings that existing targets should take on upgrade
+    mappings: dict[str, Any] | None = None
+    dynamic_settings: dict[str, Any] | None = None
+    data_stream: bool = False
+    pattern: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InstallResult:
+    kind: Kind
+    name: str
+    action: Action
+    version: int
+    installed_version: int | None = None
+    detail: str = ""
+
+
+def _content_hash(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def _with_meta(body: dict[str, Any], version: int) -> dict[str, Any]:
+    out = copy.deepcopy(body)
+    h = _content_hash(body)
+    out["version"] = version
+    out["_meta"] = {**out.get("_meta", {}), "managed_by": "hcm-soc", "hcm_soc_hash": h}
+    return out
+
+
+def ecs_mappings() -> dict[str, Any]:
+    text = resources.files("hcm_soc.store").joinpath("templates/ecs-mappings.json").read_text("utf-8")
+    mappings: dict[str, Any] = json.loads(text)["template"]["mappings"]
+    return mappings
+
+
+def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") -> list[TemplateItem]:
+    """Everything `hcm-soc init` installs, in dependency order."""
+    p = names.prefix
+    base_settings = {"index.number_of_shards": shards, "index.auto_expand_replicas": replicas}
+    ecs = ecs_mappings()
+    pipeline = {
+        "description": "hcm-soc: stamp event.ingested with the time Elasticsearch received the event",
+        "processors": [
+            {
+                "set": {
+                    "field": "event.ingested",
+                    "value": "{{{_ingest.timestamp}}}",
+                    "override": True,
+                    "tag": "event_ingested",
+                }
+            }
+        ],
+    }
+    events_settings = {
+        "template": {
+            "settings": {
+                **base_settings,
+                "index.final_pipeline": names.ingest_pipeline,
+                "index.refresh_interval": "1s",
+                "index.mapping.total_fields.limit": 5000,
+            }
+        }
+    }
+
+    def own(*, extra_props: dict[str, Any], dynamic: bool | str = True) -> dict[str, Any]:
+        return {
+            "dynamic": dynamic,
+            "date_detection": False,
+            "dynamic_templates": [_STRINGS_AS_KEYWORD],
+            "properties": {"@timestamp": {"type": "date"}, **extra_props},
+        }
+
+    kw = {"type": "keyword", "ignore_above": 1024}
+    date = {"type": "date"}
+    deadletter_mappings = {
+        "dynamic": False,
+        "properties": {
+            "@timestamp": date,
+            "error": {"properties": {"type": kw, "message": {"type": "text"}, "status": {"type": "integer"}}},
+            "event": {
+                "properties": {
+                    "original": {"type": "keyword", "index": False, "doc_values": False},
+                    "dataset": kw,
+                    "ingested": date,
+                }
+            },
+            "hcm": {"properties": {"target_index": kw, "doc_id": kw, "source": kw}},
+        },
+    }
+    audit_mappings = own(
+        extra_props={
+            "event": {"properties": {"action": kw, "outcome": kw, "ingested": date}},
+            "user": {"properties": {"name": kw}},
+            "message": {"type": "text"},
+            "details": {"type": "flattened"},
+        }
+    )
+    state_mappings = own(
+        extra_props={"type": kw, "updated": date, "details": {"type": "flattened"}},
+    )
+    alert_incident_extra = {
+        "hcm": {
+            "properties": {
+                "status": kw,
+                "severity": kw,
+                "priority": kw,
+                "assignee": kw,
+                "created": date,
+                "updated": date,
+                "rule": {"properties": {"id": kw, "title": kw, "level": kw, "version": kw}},
+            }
+        }
+    }
+    items: list[TemplateItem] = [
+        TemplateItem("pipeline", names.ingest_pipeline, SCHEMA_VERSION, _with_meta(pipeline, SCHEMA_VERSION)),
+        TemplateItem(
+            "component_template",
+            f"{p}@ecs-mappings",
+            SCHEMA_VERSION,
+            _with_meta({"template": {"mappings": ecs}}, SCHEMA_VERSION),
+        ),
+        TemplateItem(
+            "component_template", f"{p}@events-settings", SCHEMA_VERSION, _with_meta(events_settings, SCHEMA_VERSION)
+        ),
+    ]
+
+    def index_template(
+        name: str,
+        pattern: str,
+        *,
+        mappings: dict[str, Any] | None,
+        composed_of: list[str] | None = None,
+        settings: dict[str, Any] | None = None,
+        data_stream: bool,
+        effective_mappings: dict[str, Any],
+        dynamic_settings: dict[str, Any],
+    ) -> TemplateItem:
+        body: dict[str, Any] = {"index_patterns": [pattern], "priority": 200, "template": {}}
+        if composed_of:
+            body["composed_of"] = composed_of
+        if mappings is not None:
+            body["template"]["mappings"] = mappings
+        if settings is not None:
+            body["template"]["settings"] = settings
+        if data_stream:
+            body["data_stream"] = {}
+        return TemplateItem(
+            "index_template",
+            name,
+            SCHEMA_VERSION,
+            _with_meta(body, SCHEMA_VERSION),
+            mappings=effective_mappings,
+            dynamic_settings=dynamic_settings,
+            data_stream=data_stream,
+            pattern=pattern,
+        )
+
+    events_dyn = {k: v for k, v in events_settings["template"]["settings"].items() if k != "index.number_of_shards"}
+    plain_dyn = {"index.auto_expand_replicas": replicas}
+    items += [
+        index_template(
+            f"{p}-events",
+            f"{p}-events-*",
+            mappings=None,
+            composed_of=[f"{p}@ecs-mappings", f"{p}@events-settings"],
+            data_stream=True,
+            effective_mappings=ecs,
+            dynamic_settings=events_dyn,
+        ),
+        index_template(
+            f"{p}-alerts",
+            names.alerts,
+            mappings=own(extra_props=alert_incident_extra),
+            composed_of=[f"{p}@ecs-mappings"],
+            settings=base_settings,
+            data_stream=False,
+            effective_mappings=_merge(ecs, own(extra_props=alert_incident_extra)),
+            dynamic_settings=plain_dyn,
+        ),
+        index_template(
+            f"{p}-incidents",
+            names.incidents,
+            mappings=own(extra_props=alert_incident_extra),
+            settings=base_settings,
+            data_stream=False,
+            effective_mappings=own(extra_props=alert_incident_extra),
+            dynamic_settings=plain_dyn,
+        ),
+        index_template(
+            f"{p}-state",
+            names.state,
+            mappings=state_mappings,
+            settings=base_settings,
+            data_stream=False,
+            effective_mappings=state_mappings,
+            dynamic_settings=plain_dyn,
+        ),
+        index_template(
+            f"{p}-audit",
+            f"{p}-audit-*",
+            mappings=audit_mappings,
+            settings=base_settings,
+            data_stream=True,
+            effective_mappings=audit_mappings,
+            dynamic_settings=plain_dyn,
+        ),
+        index_template(
+            f"{p}-deadletter",
+            f"{p}-deadletter-*",
+            mappings=deadletter_mappings,
+            settings=base_settings,
+            data_stream=True,
+            effective_mappings=deadletter_mappings,
+            dynamic_settings=plain_dyn,
+        ),
+    ]
+    for index in (names.alerts, names.incidents, names.state):
+        items.append(TemplateItem("index", index, SCHEMA_VERSION, {}))
+    return items
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge of mapping dicts (b wins), as composable templates compose them."""
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        elif k == "dynamic_templates" and isinstance(out.get(k), list):
+            out[k] = out[k] + [t for t in v if t not in out[k]]
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _installed(client: Elasticsearch, item: TemplateItem) -> dict[str, Any] | None:
+    try:
+        if item.kind == "pipeline":
+            return dict(client.ingest.get_pipeline(id=item.name)[item.name])
+        if item.kind == "component_template":
+            resp = client.cluster.get_component_template(name=item.name)
+            return dict(resp["component_templates"][0]["component_template"])
+        if item.kind == "index_template":
+            resp = client.indices.get_index_template(name=item.name)
+            return dict(resp["index_templates"][0]["index_template"])
+    except NotFoundError:
+        return None
+    raise AssertionError(item.kind)
+
+
+def _put(client: Elasticsearch, item: TemplateItem) -> None:
+    if item.kind == "pipeline":
+        client.ingest.put_pipeline(id=item.name, body=item.body)
+    elif item.kind == "component_template":
+        client.cluster.put_component_template(name=item.name, body=item.body)
+    elif item.kind == "index_template":
+        client.indices.put_index_template(name=item.name, body=item.body)
+
+
+def _apply_to_existing(client: Elasticsearch, item: TemplateItem) -> str:
+    """Push upgraded mappings/settings onto indices and data streams the template already made."""
+    assert item.pattern is not None
+    resolved = client.indices.resolve_index(name=item.pattern, expand_wildcards="all")
+    notes: list[str] = []
+    targets = [ds["name"] for ds in resolved.get("data_streams", [])] if item.data_stream else [
+        ix["name"] for ix in resolved.get("indices", []) if not ix["name"].startswith(".")
+    ]
+    for target in targets:
+        try:
+            if item.mappings:
+                client.indices.put_mapping(index=target, body=item.mappings, write_index_only=item.data_stream)
+            if item.dynamic_settings:
+                client.indices.put_settings(index=target, body={"index": _undot(item.dynamic_settings)})
+            notes.append(f"{target}: updated in place")
+        except ApiError as e:
+            if not item.data_stream:
+                raise TemplateError(
+                    f"index {target} cannot take the mappings of template {item.name} v{item.version}: "
+                    f"{e.message}; reindex it into a new index or delete it"
+                ) from e
+            client.indices.rollover(alias=target)
+            notes.append(f"{target}: rolled over (mappings conflict: {e.message})")
+    return "; ".join(notes)
+
+
+def _undot(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k.removeprefix("index."): v for k, v in settings.items()}
+
+
+def install(client: Elasticsearch, items: list[TemplateItem]) -> list[InstallResult]:
+    """Install `items` in order; return what happened to each. Writes nothing when all are current."""
+    results: list[InstallResult] = []
+    for item in items:
+        if item.kind == "index":
+            if client.indices.exists(index=item.name):
+                results.append(InstallResult(item.kind, item.name, "unchanged", item.version))
+                continue
+            try:
+                client.indices.create(index=item.name)
+                results.append(InstallResult(item.kind, item.name, "created", item.version))
+            except ApiError as e:
+                if e.error != "resource_already_exists_exception":
+                    raise TemplateError(f"could not create index {item.name}: {e.message}") from e
+                results.append(InstallResult(item.kind, item.name, "unchanged", item.version))
+            continue
+        current = _installed(client, item)
+        cur_version = current.get("version") if current else None
+        cur_hash = (current.get("_meta") or {}).get("hcm_soc_hash") if current else None
+        want_hash = item.body["_meta"]["hcm_soc_hash"]
+        if current is not None and isinstance(cur_version, int) and cur_version > item.version:
+            results.append(
+                InstallResult(
+                    item.kind, item.name, "kept-newer", item.version, cur_version,
+                    "a newer hcm-soc installed it; not downgraded",
+                )
+            )
+            continue
+        if current is not None and cur_version == item.version and cur_hash == want_hash:
+            results.append(InstallResult(item.kind, item.name, "unchanged", item.version, cur_version))
+            continue
+        try:
+            _put(client, item)
+        except ApiError as e:
+            raise TemplateError(f"could not install {item.kind} {item.name} v{item.version}: {e.message}") from e
+        detail = ""
+        if current is not None and item.kind == "index_template":
+            detail = _apply_to_existing(client, item)
+        action: Action = "created" if current is None else "updated"
+        log.info("template %s", action, extra={"kind": item.kind, "item": item.name, "version": item.version})
+        results.append(InstallResult(item.kind, item.name, action, item.version, cur_version, detail))
+    return results
