@@ -10,7 +10,11 @@ from hcm_soc.cli.context import AppContext
 from hcm_soc.cli.output import emit_json, emit_table
 
 
-def init(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+def init(
+    ctx: typer.Context,
+    json_out: bool = typer.Option(False, "--json", help="print JSON"),
+    force: bool = typer.Option(False, "--force", help="rewrite every item, repairing edits made by hand"),
+) -> None:
     """Install or upgrade index templates, the ingest pipeline and the alerts/incidents/state indices."""
     from hcm_soc.store.names import IndexNames
     from hcm_soc.store.templates import build_items, install
@@ -20,6 +24,7 @@ def init(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help
     results = install(
         app_ctx.client(),
         build_items(IndexNames.from_settings(s), shards=s.index.shards, replicas=s.index.replicas),
+        force=force,
     )
     if json_out:
         emit_json([asdict(r) for r in results])

@@ -239,9 +239,10 @@ class BulkWriter:
             log.info("spooled batch replayed", extra={"docs": len(ops), "sequence": seg.sequence})
         return True
 
-    def _deliver(self, ops: list[Op], retries: int | None = None) -> list[Op]:
+    def _deliver(self, ops: list[Op], retries: int | None = None, *, letters: bool = False) -> list[Op]:
         """Send `ops`, retrying what may succeed later. Returns what could not be delivered
-        because Elasticsearch is unreachable or overloaded (to be spooled)."""
+        because Elasticsearch is unreachable or overloaded (to be spooled). `letters` marks
+        dead letters, which are counted as dead-lettered, not as sent."""
         max_retries = self.max_retries if retries is None else retries
         attempt = 0
         pending = ops
@@ -256,7 +257,9 @@ class BulkWriter:
                     cause = f"HTTP {e.meta.status}"
                 elif e.meta.status == 413 and len(pending) > 1:
                     half = len(pending) // 2
-                    return self._deliver(pending[:half], retries) + self._deliver(pending[half:], retries)
+                    return self._deliver(pending[:half], retries, letters=letters) + self._deliver(
+                        pending[half:], retries, letters=letters
+                    )
                 else:
                     self._dead_letter([(op, {"type": str(e.error), "reason": str(e.message)}, e.meta.status)
                                        for op in pending])
@@ -264,7 +267,7 @@ class BulkWriter:
             except (TransportConnectionError, ConnectionTimeout, TransportError, OSError) as e:
                 cause = type(e).__name__
             else:
-                pending = self._handle_items(pending, resp)
+                pending = self._handle_items(pending, resp, letters)
                 if not pending:
                     return []
                 cause = "per-document 429/5xx"
@@ -276,9 +279,11 @@ class BulkWriter:
             self._sleep(min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)))
         return []
 
-    def _handle_items(self, ops: list[Op], resp: Any) -> list[Op]:
+    def _handle_items(self, ops: list[Op], resp: Any, letters: bool) -> list[Op]:
+        sent = 0
         if not resp.get("errors"):
-            self._stats.sent += len(ops)
+            if not letters:
+                self._stats.sent += len(ops)
             return []
         retry: list[Op] = []
         rejected: list[tuple[Op, dict[str, Any], int]] = []
@@ -286,13 +291,15 @@ class BulkWriter:
             result = next(iter(item.values()))
             status = int(result.get("status", 0))
             if status < 300:
-                self._stats.sent += 1
+                sent += 1
             elif status == 409:
                 self._stats.duplicates += 1
             elif status in _RETRYABLE_STATUS or status >= 500:
                 retry.append(op)
             else:
                 rejected.append((op, result.get("error") or {}, status))
+        if not letters:
+            self._stats.sent += sent
         if rejected:
             self._dead_letter(rejected)
         return retry
@@ -325,7 +332,7 @@ class BulkWriter:
                 extra={"index": target, "doc_id": doc_id, "error_type": error.get("type"), "reason": reason},
             )
         self._stats.dead_lettered += len(ops)
-        undelivered = self._deliver(ops) if ops else []
+        undelivered = self._deliver(ops, letters=True) if ops else []
         if undelivered and self.spool is not None:
             self._to_spool(undelivered)
 

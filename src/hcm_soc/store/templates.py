@@ -342,8 +342,10 @@ def _undot(settings: dict[str, Any]) -> dict[str, Any]:
     return {k.removeprefix("index."): v for k, v in settings.items()}
 
 
-def install(client: Elasticsearch, items: list[TemplateItem]) -> list[InstallResult]:
-    """Install `items` in order; return what happened to each. Writes nothing when all are current."""
+def install(client: Elasticsearch, items: list[TemplateItem], *, force: bool = False) -> list[InstallResult]:
+    """Install `items` in order; return what happened to each. Writes nothing when all are
+    current. The check compares versions and the content hash hcm-soc stored, so an edit
+    made by hand on the cluster is not seen: `force=True` rewrites every item."""
     results: list[InstallResult] = []
     for item in items:
         if item.kind == "index":
@@ -362,7 +364,7 @@ def install(client: Elasticsearch, items: list[TemplateItem]) -> list[InstallRes
         cur_version = current.get("version") if current else None
         cur_hash = (current.get("_meta") or {}).get("hcm_soc_hash") if current else None
         want_hash = item.body["_meta"]["hcm_soc_hash"]
-        if current is not None and isinstance(cur_version, int) and cur_version > item.version:
+        if not force and current is not None and isinstance(cur_version, int) and cur_version > item.version:
             results.append(
                 InstallResult(
                     item.kind, item.name, "kept-newer", item.version, cur_version,
@@ -370,7 +372,7 @@ def install(client: Elasticsearch, items: list[TemplateItem]) -> list[InstallRes
                 )
             )
             continue
-        if current is not None and cur_version == item.version and cur_hash == want_hash:
+        if not force and current is not None and cur_version == item.version and cur_hash == want_hash:
             results.append(InstallResult(item.kind, item.name, "unchanged", item.version, cur_version))
             continue
         try:

@@ -1,0 +1,338 @@
+"""Bulk ingest benchmark: the BulkWriter against the raw `_bulk` ceiling of this machine.
+
+    .venv/bin/python bench/bulk_ingest.py [--events N] [--url URL] [--json]
+
+Elasticsearch is `--url`, else the `es.url` setting (HCM_SOC_ES_URL); without
+either, the script starts its own local development node (heap 2g) on a free
+port in a temporary directory and stops it at the end. Templates are installed
+under a fresh prefix (`bench<random>`), so nothing existing is touched.
+
+N small syslog auth events are generated before anything is timed. Then:
+
+  writer   `BulkWriter.add(index, doc, id_key=...)` for every event, then `close()`;
+           timed from the first `add` to the end of `close`. Includes what the
+           writer does per event: JSON serialisation, id hashing, batching, sending.
+  ceiling  the same events serialised beforehand into NDJSON `_bulk` bodies
+           (`create`, deterministic ids, batches of the same size), posted
+           back to back with `client.bulk`: what Elasticsearch and the HTTP
+           client can take from one Python thread on this machine.
+
+Both go to their own data stream and are verified (refresh + count = N). The
+goal is writer >= 80 % of ceiling. Progress goes to stderr, the summary to
+stdout (`--json` for a JSON object instead). Exit status 1 when a verification fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import platform
+import random
+import resource
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+from elasticsearch import ApiError, Elasticsearch
+
+from hcm_soc.config import load_settings
+from hcm_soc.store.bulk import BulkWriter, make_id
+from hcm_soc.store.client import make_client
+from hcm_soc.store.localnode import LocalNode
+from hcm_soc.store.names import IndexNames
+from hcm_soc.store.templates import build_items, install
+
+BATCH = 5000  # documents per _bulk request, for both paths (the writer's default max_docs)
+PROGRESS_EVERY = 100_000
+GOAL_PERCENT = 80.0
+WRITER_DATASET = "syslog.auth"
+CEILING_DATASET = "syslog.auth.ceiling"
+
+Doc = dict[str, Any]
+
+_HOSTS = [f"srv-{name}-{k:02d}" for name in ("web", "db", "mail", "dns", "vpn", "app") for k in range(1, 9)]
+_USERS = ["root", "admin", "deploy", "backup", "nguyenvana", "tranthib", "lehoangc", "oracle", "git", "test"]
+_SEVERITIES = {"info": (6, "informational"), "notice": (5, "notice"), "warning": (4, "warning")}
+_MESSAGES = [  # (weight, process.name, syslog severity, message)
+    (30, "sshd", "info", "Failed password for {user} from {ip} port {port} ssh2"),
+    (20, "sshd", "info", "Failed password for invalid user {user} from {ip} port {port} ssh2"),
+    (15, "sshd", "info", "Accepted publickey for {user} from {ip} port {port} ssh2: ED25519 SHA256:{key}"),
+    (15, "sshd", "info", "Disconnected from authenticating user {user} {ip} port {port} [preauth]"),
+    (8, "sshd", "info", "pam_unix(sshd:session): session opened for user {user}(uid={uid}) by (uid=0)"),
+    (5, "sudo", "notice", "{user} : TTY=pts/0 ; PWD=/home/{user} ; USER=root ; COMMAND=/usr/bin/id"),
+    (4, "sshd", "warning", "Disconnecting {user} {ip} port {port}: Too many authentication failures"),
+    (3, "CRON", "info", "pam_unix(cron:session): session closed for user {user}"),
+]
+_WEIGHTS = [weight for weight, *_ in _MESSAGES]
+
+
+# -- environment ---------------------------------------------------------------
+def progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    mem_kb = 0
+    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
+        mem_kb = next((int(line.split()[1]) for line in f if line.startswith("MemTotal:")), 0)
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "memory_gib": round(mem_kb / 1024**2, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+    }
+
+
+def rss_mib() -> float:
+    """Current resident set size of this process."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1024**2
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+@contextlib.contextmanager
+def elasticsearch_url(url: str | None) -> Iterator[tuple[str, str]]:
+    """Yield (url, where): the given cluster, or a local node started (and stopped) here."""
+    if url:
+        yield url, "external cluster"
+        return
+    with tempfile.TemporaryDirectory(prefix="hcm-bench-") as tmp:
+        node = LocalNode(Path(tmp), port=free_port(), cluster_name="hcm-soc-bench", heap="2g")
+        progress(f"starting a local Elasticsearch node (heap 2g) at {node.url} ...")
+        node.start(timeout=300)
+        try:
+            yield node.url, "local node started by the benchmark (heap 2g, same machine)"
+        finally:
+            progress("stopping the local node")
+            node.stop()
+
+
+def cleanup(client: Elasticsearch, prefix: str) -> None:
+    """Best effort removal of everything under `prefix` from an external cluster."""
+    for call in (
+        lambda: client.indices.delete_data_stream(name=f"{prefix}-*"),
+        lambda: client.indices.delete(index=f"{prefix}-*", expand_wildcards="all", allow_no_indices=True),
+        lambda: client.indices.delete_index_template(name=f"{prefix}-*"),
+        lambda: client.cluster.delete_component_template(name=f"{prefix}@*"),
+        lambda: client.ingest.delete_pipeline(id=f"{prefix}-*"),
+    ):
+        try:
+            call()
+        except ApiError as e:
+            progress(f"cleanup: {e.message} (remove {prefix}-* by hand if it is left over)")
+
+
+# -- events --------------------------------------------------------------------
+def generate_events(n: int, seed: int = 20261125) -> list[Doc]:
+    """N syslog auth events (sshd, sudo, cron) as ECS dicts, deterministic for a given seed."""
+    rng = random.Random(seed)
+    start = datetime(2026, 11, 25, tzinfo=timezone(timedelta(hours=7)))
+    events = []
+    for i in range(n):
+        host = rng.choice(_HOSTS)
+        user = rng.choice(_USERS)
+        ip = f"{rng.choice((10, 172, 203))}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        port = rng.randrange(1024, 65536)
+        pid = rng.randrange(300, 4_000_000)
+        _, process, level, template = rng.choices(_MESSAGES, weights=_WEIGHTS)[0]
+        key = f"{rng.getrandbits(128):032x}"
+        message = template.format(user=user, ip=ip, port=port, uid=pid % 5000, key=key)
+        severity_code, severity_name = _SEVERITIES[level]
+        events.append(
+            {
+                "@timestamp": (start + timedelta(milliseconds=37 * i)).isoformat(timespec="milliseconds"),
+                "message": message,
+                "host": {"name": host},
+                "source": {"ip": ip},
+                "user": {"name": user},
+                "process": {"name": process, "pid": pid},
+                "event": {"dataset": WRITER_DATASET, "sequence": i},
+                "log": {
+                    "syslog": {
+                        "facility": {"code": 10, "name": "authpriv"},
+                        "severity": {"code": severity_code, "name": severity_name},
+                    }
+                },
+            }
+        )
+        if (i + 1) % PROGRESS_EVERY == 0:
+            progress(f"generated {i + 1:,} events")
+    return events
+
+
+def serialise_batches(index: str, events: list[Doc]) -> list[tuple[int, bytes]]:
+    """(document count, NDJSON `_bulk` body) per batch of BATCH `create` actions with deterministic ids."""
+    prefix = b'{"create":{"_index":"%s","_id":"' % index.encode()
+    batches = []
+    for start in range(0, len(events), BATCH):
+        chunk = events[start : start + BATCH]
+        body = b"".join(
+            b'%s%s"}}\n%s\n' % (prefix, make_id(f"bench:{start + k}").encode(), orjson.dumps(doc))
+            for k, doc in enumerate(chunk)
+        )
+        batches.append((len(chunk), body))
+    return batches
+
+
+# -- measurements --------------------------------------------------------------
+@dataclass(slots=True)
+class Phase:
+    seconds: float
+    docs_per_s: float
+    indexed: int
+    verified: bool
+
+
+def count(client: Elasticsearch, index: str) -> int:
+    client.indices.refresh(index=index)
+    return int(client.count(index=index)["count"])
+
+
+def run_writer(client: Elasticsearch, names: IndexNames, events: list[Doc]) -> tuple[Phase, dict[str, int]]:
+    index = names.events(WRITER_DATASET)
+    writer = BulkWriter(client, names, max_docs=BATCH)
+    progress(f"writer: adding {len(events):,} events to {index}")
+    t0 = time.perf_counter()
+    for i, doc in enumerate(events):
+        writer.add(index, doc, id_key=f"bench:{i}")
+        if (i + 1) % PROGRESS_EVERY == 0:
+            progress(f"writer: {i + 1:,} added ({(i + 1) / (time.perf_counter() - t0):,.0f} docs/s)")
+    writer.close()
+    seconds = time.perf_counter() - t0
+    stats = writer.stats()
+    indexed = count(client, index)
+    ok = indexed == len(events) and stats["sent"] == len(events)
+    return Phase(seconds, len(events) / seconds, indexed, ok), stats
+
+
+def run_ceiling(client: Elasticsearch, names: IndexNames, events: list[Doc]) -> Phase:
+    index = names.events(CEILING_DATASET)
+    progress(f"ceiling: serialising {len(events):,} events into {BATCH}-document _bulk bodies (not timed)")
+    batches = serialise_batches(index, events)
+    progress(f"ceiling: posting {len(batches):,} bodies to {index}")
+    posted = 0
+    t0 = time.perf_counter()
+    for docs, body in batches:
+        resp = client.bulk(operations=body, filter_path="errors")
+        if resp.get("errors"):
+            raise RuntimeError(f"ceiling: Elasticsearch refused documents in the batch after {posted:,}")
+        posted += docs
+        if posted % PROGRESS_EVERY == 0:
+            progress(f"ceiling: {posted:,} posted ({posted / (time.perf_counter() - t0):,.0f} docs/s)")
+    seconds = time.perf_counter() - t0
+    indexed = count(client, index)
+    return Phase(seconds, len(events) / seconds, indexed, indexed == len(events))
+
+
+# -- report --------------------------------------------------------------------
+def summary(result: dict[str, Any]) -> str:
+    m, w, c = result["machine"], result["writer"], result["ceiling"]
+    ok = "yes" if w["verified"] and c["verified"] else "NO"
+    lines = [
+        "hcm-soc bulk ingest benchmark",
+        f"  machine        {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM, {m['platform']}",
+        f"  python         {m['python']}",
+        f"  elasticsearch  {result['es_version']} ({result['es_where']})",
+        f"  events         {result['events']:,} ({result['avg_doc_bytes']} bytes of JSON on average), "
+        f"batches of {BATCH}",
+        f"  writer         {w['docs_per_s']:>10,.0f} docs/s  ({w['seconds']:.1f} s; "
+        f"indexed {w['indexed']:,}, sent {result['writer_stats']['sent']:,})",
+        f"  ceiling        {c['docs_per_s']:>10,.0f} docs/s  ({c['seconds']:.1f} s; "
+        f"indexed {c['indexed']:,})",
+        f"  ratio          {result['ratio_percent']:.1f} % of ceiling (goal >= {GOAL_PERCENT:.0f} %: "
+        f"{'met' if result['goal_met'] else 'NOT met'})",
+        f"  peak RSS       {result['peak_rss_mib']:,.0f} MiB for the whole run; "
+        f"{result['peak_rss_writer_mib']:,.0f} MiB up to the end of the writer phase, "
+        f"of which {result['events_rss_mib']:,.0f} MiB are the pre-generated events",
+        f"  verified       {ok}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=1_000_000, help="number of events (default 1,000,000)")
+    parser.add_argument("--url", help="Elasticsearch URL (default: HCM_SOC_ES_URL, else a local node)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a summary")
+    args = parser.parse_args(argv)
+    if args.events < 1:
+        parser.error("--events must be at least 1")
+
+    settings = load_settings()
+    machine = machine_info()
+    rss_before = rss_mib()
+    events = generate_events(args.events)
+    # The collector must not walk millions of pre-generated dicts during the timed phases:
+    # a real collector never holds them all, so they would only add noise.
+    gc.freeze()
+    events_rss = rss_mib() - rss_before
+    avg_doc_bytes = round(sum(len(orjson.dumps(e)) for e in events[:10_000]) / min(len(events), 10_000))
+
+    external = args.url or (settings.es.url[0] if settings.es.url else None)
+    with elasticsearch_url(external) as (url, where):
+        client = make_client(settings, urls=[url])
+        names = IndexNames(prefix=f"bench{uuid.uuid4().hex[:8]}", namespace="bench")
+        install(client, build_items(names))
+        progress(f"templates installed under prefix {names.prefix}")
+        try:
+            es_version = str(client.info()["version"]["number"])
+            writer, writer_stats = run_writer(client, names, events)
+            writer_peak_rss = peak_rss_mib()
+            progress(f"writer: {writer.docs_per_s:,.0f} docs/s, verified: {writer.verified}")
+            ceiling = run_ceiling(client, names, events)
+            progress(f"ceiling: {ceiling.docs_per_s:,.0f} docs/s, verified: {ceiling.verified}")
+        finally:
+            if external:
+                cleanup(client, names.prefix)
+            client.close()
+
+    ratio = 100.0 * writer.docs_per_s / ceiling.docs_per_s
+    result = {
+        "date": datetime.now().date().isoformat(),
+        "machine": machine,
+        "es_version": es_version,
+        "es_where": where,
+        "events": args.events,
+        "avg_doc_bytes": avg_doc_bytes,
+        "batch": BATCH,
+        "writer": asdict(writer),
+        "writer_stats": writer_stats,
+        "ceiling": asdict(ceiling),
+        "ratio_percent": round(ratio, 1),
+        "goal_percent": GOAL_PERCENT,
+        "goal_met": ratio >= GOAL_PERCENT,
+        "peak_rss_mib": round(peak_rss_mib()),
+        "peak_rss_writer_mib": round(writer_peak_rss),
+        "events_rss_mib": round(events_rss),
+    }
+    print(json.dumps(result, indent=2) if args.json else summary(result))
+    return 0 if writer.verified and ceiling.verified else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

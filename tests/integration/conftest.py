@@ -1,0 +1,78 @@
+"""Integration fixtures: one real Elasticsearch node per test session, one index prefix per test.
+
+The node is the project's local development node (started here on a free port
+in a temporary directory and stopped at the end), or the cluster named by
+HCM_SOC_TEST_ES_URL.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from elasticsearch import ApiError, Elasticsearch
+
+from hcm_soc.config import load_settings
+from hcm_soc.store.client import make_client
+from hcm_soc.store.localnode import LocalNode
+from hcm_soc.store.names import IndexNames
+from hcm_soc.store.templates import build_items, install
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def es_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("HCM_SOC_TEST_ES_URL")
+    if external:
+        yield external
+        return
+    node = LocalNode(tmp_path_factory.mktemp("es-node"), port=free_port(), cluster_name="hcm-soc-test", heap="1g")
+    node.start(timeout=300)
+    try:
+        yield node.url
+    finally:
+        node.stop()
+
+
+@pytest.fixture(scope="session")
+def es(es_url: str) -> Elasticsearch:
+    return make_client(load_settings(env={}), urls=[es_url])
+
+
+def _cleanup(es: Elasticsearch, prefix: str) -> None:
+    """Best effort: data streams cannot be deleted on the local node (no data-streams module)."""
+    for call in (
+        lambda: es.indices.delete_data_stream(name=f"{prefix}-*"),
+        lambda: es.indices.delete(index=f"{prefix}-*", expand_wildcards="all", allow_no_indices=True),
+        lambda: es.indices.delete_index_template(name=f"{prefix}-*"),
+        lambda: es.cluster.delete_component_template(name=f"{prefix}@*"),
+        lambda: es.ingest.delete_pipeline(id=f"{prefix}-*"),
+    ):
+        try:
+            call()
+        except ApiError:
+            pass
+
+
+@pytest.fixture
+def names(es: Elasticsearch) -> Iterator[IndexNames]:
+    """A fresh prefix for this test; everything under it is removed afterwards where possible."""
+    n = IndexNames(prefix=f"t{uuid.uuid4().hex[:10]}", namespace="test")
+    yield n
+    _cleanup(es, n.prefix)
+
+
+@pytest.fixture
+def installed(es: Elasticsearch, names: IndexNames) -> IndexNames:
+    install(es, build_items(names))
+    return names
+
+
+@pytest.fixture
+def spool_dir(tmp_path: Path) -> Path:
+    return tmp_path / "spool"
