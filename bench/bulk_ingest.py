@@ -1,6 +1,6 @@
 """Bulk ingest benchmark: the BulkWriter against the raw `_bulk` ceiling of this machine.
 
-    .venv/bin/python bench/bulk_ingest.py [--events N] [--url URL] [--json]
+    .venv/bin/python bench/bulk_ingest.py [--events N] [--url URL] [--warmup N] [--json]
 
 Elasticsearch is `--url`, else the `es.url` setting (HCM_SOC_ES_URL); without
 either, the script starts its own local development node (heap 2g) on a free
@@ -20,6 +20,9 @@ N small syslog auth events are generated before anything is timed. Then:
 Both go to their own data stream and are verified (refresh + count = N). The
 goal is writer >= 80 % of ceiling. Progress goes to stderr, the summary to
 stdout (`--json` for a JSON object instead). Exit status 1 when a verification fails.
+
+Before both, `--warmup` events (default 100,000) go unmeasured to a third
+stream, so that neither measurement pays for a cold JVM.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -58,6 +61,7 @@ PROGRESS_EVERY = 100_000
 GOAL_PERCENT = 80.0
 WRITER_DATASET = "syslog.auth"
 CEILING_DATASET = "syslog.auth.ceiling"
+WARMUP_DATASET = "syslog.auth.warmup"
 
 Doc = dict[str, Any]
 
@@ -185,18 +189,16 @@ def generate_events(n: int, seed: int = 20261125) -> list[Doc]:
     return events
 
 
-def serialise_batches(index: str, events: list[Doc]) -> list[tuple[int, bytes]]:
+def serialise_batches(index: str, events: list[Doc]) -> Iterator[tuple[int, bytes]]:
     """(document count, NDJSON `_bulk` body) per batch of BATCH `create` actions with deterministic ids."""
     prefix = b'{"create":{"_index":"%s","_id":"' % index.encode()
-    batches = []
     for start in range(0, len(events), BATCH):
         chunk = events[start : start + BATCH]
         body = b"".join(
             b'%s%s"}}\n%s\n' % (prefix, make_id(f"bench:{start + k}").encode(), orjson.dumps(doc))
             for k, doc in enumerate(chunk)
         )
-        batches.append((len(chunk), body))
-    return batches
+        yield len(chunk), body
 
 
 # -- measurements --------------------------------------------------------------
@@ -230,21 +232,34 @@ def run_writer(client: Elasticsearch, names: IndexNames, events: list[Doc]) -> t
     return Phase(seconds, len(events) / seconds, indexed, ok), stats
 
 
-def run_ceiling(client: Elasticsearch, names: IndexNames, events: list[Doc]) -> Phase:
-    index = names.events(CEILING_DATASET)
-    progress(f"ceiling: serialising {len(events):,} events into {BATCH}-document _bulk bodies (not timed)")
-    batches = serialise_batches(index, events)
-    progress(f"ceiling: posting {len(batches):,} bodies to {index}")
+def post_batches(client: Elasticsearch, batches: Iterable[tuple[int, bytes]], label: str) -> float:
+    """POST the `_bulk` bodies back to back; return the seconds it took."""
     posted = 0
     t0 = time.perf_counter()
     for docs, body in batches:
         resp = client.bulk(operations=body, filter_path="errors")
         if resp.get("errors"):
-            raise RuntimeError(f"ceiling: Elasticsearch refused documents in the batch after {posted:,}")
+            raise RuntimeError(f"{label}: Elasticsearch refused documents in the batch after {posted:,}")
         posted += docs
         if posted % PROGRESS_EVERY == 0:
-            progress(f"ceiling: {posted:,} posted ({posted / (time.perf_counter() - t0):,.0f} docs/s)")
-    seconds = time.perf_counter() - t0
+            progress(f"{label}: {posted:,} posted ({posted / (time.perf_counter() - t0):,.0f} docs/s)")
+    return time.perf_counter() - t0
+
+
+def warm_up(client: Elasticsearch, names: IndexNames, events: list[Doc]) -> None:
+    """Index `events` into a throw-away stream first, so neither measurement pays for a cold JVM."""
+    index = names.events(WARMUP_DATASET)
+    progress(f"warm-up: indexing {len(events):,} events into {index} (not measured)")
+    seconds = post_batches(client, serialise_batches(index, events), "warm-up")
+    progress(f"warm-up: {len(events) / seconds:,.0f} docs/s")
+
+
+def run_ceiling(client: Elasticsearch, names: IndexNames, events: list[Doc]) -> Phase:
+    index = names.events(CEILING_DATASET)
+    progress(f"ceiling: serialising {len(events):,} events into {BATCH}-document _bulk bodies (not timed)")
+    batches = list(serialise_batches(index, events))
+    progress(f"ceiling: posting {len(batches):,} bodies to {index}")
+    seconds = post_batches(client, batches, "ceiling")
     indexed = count(client, index)
     return Phase(seconds, len(events) / seconds, indexed, indexed == len(events))
 
@@ -266,9 +281,10 @@ def summary(result: dict[str, Any]) -> str:
         f"indexed {c['indexed']:,})",
         f"  ratio          {result['ratio_percent']:.1f} % of ceiling (goal >= {GOAL_PERCENT:.0f} %: "
         f"{'met' if result['goal_met'] else 'NOT met'})",
-        f"  peak RSS       {result['peak_rss_mib']:,.0f} MiB for the whole run; "
-        f"{result['peak_rss_writer_mib']:,.0f} MiB up to the end of the writer phase, "
-        f"of which {result['events_rss_mib']:,.0f} MiB are the pre-generated events",
+        f"  peak RSS       {result['peak_rss_mib']:,.0f} MiB whole run; "
+        f"{result['peak_rss_writer_mib']:,.0f} MiB through the writer phase "
+        f"({result['rss_writer_start_mib']:,.0f} MiB when it started)",
+        f"                 (the pre-generated events take {result['events_rss_mib']:,.0f} MiB)",
         f"  verified       {ok}",
     ]
     return "\n".join(lines)
@@ -278,17 +294,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=1_000_000, help="number of events (default 1,000,000)")
     parser.add_argument("--url", help="Elasticsearch URL (default: HCM_SOC_ES_URL, else a local node)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=100_000,
+        help="events indexed unmeasured first (default 100,000; 0: none)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a summary")
     args = parser.parse_args(argv)
-    if args.events < 1:
-        parser.error("--events must be at least 1")
+    if args.events < 1 or args.warmup < 0:
+        parser.error("--events must be at least 1 and --warmup at least 0")
 
     settings = load_settings()
     machine = machine_info()
     rss_before = rss_mib()
     events = generate_events(args.events)
-    # The collector must not walk millions of pre-generated dicts during the timed phases:
-    # a real collector never holds them all, so they would only add noise.
+    # Keep the garbage collector from scanning the millions of pre-generated dicts during the timed
+    # phases: a real collector process never holds them all, so those scans would only add noise.
     gc.freeze()
     events_rss = rss_mib() - rss_before
     avg_doc_bytes = round(sum(len(orjson.dumps(e)) for e in events[:10_000]) / min(len(events), 10_000))
@@ -297,10 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     with elasticsearch_url(external) as (url, where):
         client = make_client(settings, urls=[url])
         names = IndexNames(prefix=f"bench{uuid.uuid4().hex[:8]}", namespace="bench")
-        install(client, build_items(names))
-        progress(f"templates installed under prefix {names.prefix}")
         try:
+            install(client, build_items(names))
+            progress(f"templates installed under prefix {names.prefix}")
             es_version = str(client.info()["version"]["number"])
+            if args.warmup:
+                warm_up(client, names, events[: args.warmup])
+            writer_start_rss = rss_mib()
             writer, writer_stats = run_writer(client, names, events)
             writer_peak_rss = peak_rss_mib()
             progress(f"writer: {writer.docs_per_s:,.0f} docs/s, verified: {writer.verified}")
@@ -320,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         "events": args.events,
         "avg_doc_bytes": avg_doc_bytes,
         "batch": BATCH,
+        "warmup": min(args.warmup, args.events),
         "writer": asdict(writer),
         "writer_stats": writer_stats,
         "ceiling": asdict(ceiling),
@@ -328,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         "goal_met": ratio >= GOAL_PERCENT,
         "peak_rss_mib": round(peak_rss_mib()),
         "peak_rss_writer_mib": round(writer_peak_rss),
+        "rss_writer_start_mib": round(writer_start_rss),
         "events_rss_mib": round(events_rss),
     }
     print(json.dumps(result, indent=2) if args.json else summary(result))

@@ -246,7 +246,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: Path | str 
     problems: list[str] = []
     yaml_lines: dict[str, int] = {}
 
-    path = config_file or env.get("HCM_SOC_CONFIG")
+    path: Path | str | None = config_file or env.get("HCM_SOC_CONFIG")
     if path:
         p = Path(path)
         try:
@@ -268,14 +268,14 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: Path | str 
     for key, value in env.items():
         if not key.startswith(ENV_PREFIX) or key in NON_SETTING_ENV:
             continue
-        dotted = by_env.get(key)
-        if dotted is None:
+        setting = by_env.get(key)
+        if setting is None:
             close = [e for e in names.values() if _similar(e, key)]
             hint = f"; did you mean {close[0]}?" if close else ""
             problems.append(f"{key}: not a hcm-soc setting{hint} (known: hcm-soc config show --names)")
             continue
-        _set_dotted(data, dotted, value)
-        origin[dotted] = f"env {key}"
+        _set_dotted(data, setting, value)
+        origin[setting] = f"env {key}"
 
     try:
         settings = Settings.model_validate(data)

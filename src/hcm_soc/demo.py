@@ -62,11 +62,13 @@ def run_demo(settings: Settings, progress: Progress) -> DemoReport:
     client = make_client(settings)
     info = ping(client)
     report.es_url = ", ".join(settings.es.url) or local_node_from_settings(settings).url
-    report.es_version = str(info.get("version", {}).get("number"))  # type: ignore[union-attr]
+    report.es_version = str(info.get("version", {}).get("number"))
 
     names = IndexNames.from_settings(settings)
     progress("[2/4] installing index templates, the ingest pipeline and indices")
-    results = install(client, build_items(names, shards=settings.index.shards, replicas=settings.index.replicas))
+    results = install(
+        client, build_items(names, shards=settings.index.shards, replicas=settings.index.replicas)
+    )
     report.templates_written = sum(r.action in ("created", "updated") for r in results)
     report.templates_current = len(results) - report.templates_written
 
@@ -83,12 +85,23 @@ def run_demo(settings: Settings, progress: Progress) -> DemoReport:
     repo.refresh()
     report.counts = repo.count_by_dataset()
     report.ssh_failures_by_source = repo.top_values(
-        "source.ip", {"bool": {"filter": [{"term": {"event.dataset": "system.auth"}},
-                                          {"term": {"event.outcome": "failure"}}]}}
+        "source.ip",
+        {
+            "bool": {
+                "filter": [{"term": {"event.dataset": "system.auth"}}, {"term": {"event.outcome": "failure"}}]
+            }
+        },
     )
     report.web_attack_sources = repo.top_values(
-        "source.ip", {"bool": {"filter": [{"term": {"event.dataset": "nginx.access"}},
-                                          {"wildcard": {"user_agent.original.caseless": {"value": "*sqlmap*"}}}]}}
+        "source.ip",
+        {
+            "bool": {
+                "filter": [
+                    {"term": {"event.dataset": "nginx.access"}},
+                    {"wildcard": {"user_agent.original.caseless": {"value": "*sqlmap*"}}},
+                ]
+            }
+        },
     )
     report.latest_ingested = repo.latest_ingested()
     return report

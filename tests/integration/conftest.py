@@ -7,6 +7,7 @@ HCM_SOC_TEST_ES_URL.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -31,7 +32,9 @@ def es_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    node = LocalNode(tmp_path_factory.mktemp("es-node"), port=free_port(), cluster_name="hcm-soc-test", heap="1g")
+    node = LocalNode(
+        tmp_path_factory.mktemp("es-node"), port=free_port(), cluster_name="hcm-soc-test", heap="1g"
+    )
     node.start(timeout=300)
     try:
         yield node.url
@@ -53,10 +56,8 @@ def _cleanup(es: Elasticsearch, prefix: str) -> None:
         lambda: es.cluster.delete_component_template(name=f"{prefix}@*"),
         lambda: es.ingest.delete_pipeline(id=f"{prefix}-*"),
     ):
-        try:
+        with contextlib.suppress(ApiError):
             call()
-        except ApiError:
-            pass
 
 
 @pytest.fixture

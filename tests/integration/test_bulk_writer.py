@@ -117,17 +117,26 @@ def test_strings_match_case_insensitively_on_caseless(es: Elasticsearch, install
     index = installed.events("win.test")
     doc = {
         "@timestamp": "2026-11-25T01:02:03Z",
-        "process": {"command_line": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\PowerShell.EXE -EncodedCommand SQBFAFgA"},
+        "process": {
+            "command_line": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\PowerShell.EXE -EncodedCommand SQBFAFgA"
+        },
         "winlog": {"event_data": {"TargetUserName": "Administrator"}},
         "event": {"dataset": "win.test"},
     }
     with BulkWriter(es, installed, flush_interval=None) as writer:
         writer.add(index, doc)
     es.indices.refresh(index=index)
-    hits = es.count(index=index, query={"bool": {"filter": [
-        {"wildcard": {"process.command_line.caseless": "*powershell.exe -encodedcommand*"}},
-        {"term": {"winlog.event_data.TargetUserName.caseless": "administrator"}},
-    ]}})["count"]
+    hits = es.count(
+        index=index,
+        query={
+            "bool": {
+                "filter": [
+                    {"wildcard": {"process.command_line.caseless": "*powershell.exe -encodedcommand*"}},
+                    {"term": {"winlog.event_data.TargetUserName.caseless": "administrator"}},
+                ]
+            }
+        },
+    )["count"]
     assert hits == 1
 
 
@@ -142,8 +151,9 @@ def test_unreachable_cluster_spools_then_replays_in_order(
     dead = make_client(load_settings(env={}), urls=[f"http://127.0.0.1:{free_port()}"])
     index = installed.events("syslog.test")
     spool = Spool(tmp_path / "spool", 50 * 1024 * 1024)
-    with BulkWriter(dead, installed, spool=spool, flush_interval=None, max_docs=50, max_retries=1,
-                    backoff_base=0.01) as down:
+    with BulkWriter(
+        dead, installed, spool=spool, flush_interval=None, max_docs=50, max_retries=1, backoff_base=0.01
+    ) as down:
         for i in range(200):
             down.add(index, _event(i), id_key=f"s:{i}")
     assert down.stats()["spooled"] == 200

@@ -40,8 +40,9 @@ def test_outage_spools_and_replays_exactly_once_in_order(tmp_path: Path) -> None
         install(client, build_items(names))
         index = names.events("syslog.outage")
         spool = Spool(tmp_path / "spool", 64 * 1024 * 1024)
-        writer = BulkWriter(client, names, spool=spool, flush_interval=None, max_docs=100, max_retries=1,
-                            backoff_base=0.05)
+        writer = BulkWriter(
+            client, names, spool=spool, flush_interval=None, max_docs=100, max_retries=1, backoff_base=0.05
+        )
         per_source = 400
 
         def write(lo: int, hi: int) -> None:

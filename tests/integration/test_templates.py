@@ -42,8 +42,9 @@ def _bumped(items: list[TemplateItem], prefix: str) -> list[TemplateItem]:
             body.pop("_meta")
             mappings = copy.deepcopy(item.mappings or {})
             mappings["properties"]["hcm"]["properties"]["risk"] = {"type": "float"}
-            item = replace(item, version=SCHEMA_VERSION + 1, body=_with_meta(body, SCHEMA_VERSION + 1),
-                           mappings=mappings)
+            item = replace(
+                item, version=SCHEMA_VERSION + 1, body=_with_meta(body, SCHEMA_VERSION + 1), mappings=mappings
+            )
         out.append(item)
     return out
 
@@ -81,5 +82,7 @@ def test_hand_edited_template_is_repaired_with_force(es: Elasticsearch, names: I
     es.indices.put_index_template(name=f"{names.prefix}-alerts", body=tpl)
     results = {(r.kind, r.name): r.action for r in install(es, build_items(names), force=True)}
     assert results[("index_template", f"{names.prefix}-alerts")] == "updated"
-    again = es.indices.get_index_template(name=f"{names.prefix}-alerts")["index_templates"][0]["index_template"]
+    again = es.indices.get_index_template(name=f"{names.prefix}-alerts")["index_templates"][0][
+        "index_template"
+    ]
     assert again["priority"] == 200

@@ -11,7 +11,9 @@ from hcm_soc.cli.context import AppContext
 from hcm_soc.cli.output import emit_json, emit_table, info
 
 
-def demo(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help="print the report as JSON")) -> None:
+def demo(
+    ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help="print the report as JSON")
+) -> None:
     """Start the local Elasticsearch (unless HCM_SOC_ES_URL is set), install templates,
     index the bundled sample of city events and show what was stored."""
     from dataclasses import asdict
@@ -40,4 +42,6 @@ def demo(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help
     emit_table(["source.ip", "requests"], report.web_attack_sources)
     if report.latest_ingested:
         ingested = datetime.fromisoformat(report.latest_ingested.replace("Z", "+00:00")).astimezone(tz)
-        print(f"\nlatest event.ingested (set by Elasticsearch): {ingested:%Y-%m-%d %H:%M:%S %Z} ({settings.timezone})")
+        print(
+            f"\nlatest event.ingested (set by Elasticsearch): {ingested:%Y-%m-%d %H:%M:%S %Z} ({settings.timezone})"
+        )

@@ -7,7 +7,9 @@ import typer
 from hcm_soc.cli.context import AppContext
 from hcm_soc.cli.output import emit_json, info
 
-app = typer.Typer(help="Manage the local development Elasticsearch node (never used when HCM_SOC_ES_URL is set).")
+app = typer.Typer(
+    help="Manage the local development Elasticsearch node (never used when HCM_SOC_ES_URL is set)."
+)
 
 
 def _external(ctx: AppContext, json_out: bool) -> int:
@@ -23,11 +25,13 @@ def _external(ctx: AppContext, json_out: bool) -> int:
         else:
             info(f"HCM_SOC_ES_URL is set ({', '.join(urls)}) but the cluster does not answer: {e}")
         return 3
-    version = server.get("version", {}).get("number")  # type: ignore[union-attr]
+    version = server.get("version", {}).get("number")
     if json_out:
         emit_json({"external": True, "urls": urls, "answering": True, "version": version})
     else:
-        print(f"external cluster {', '.join(urls)} answers (Elasticsearch {version}); no local node is managed")
+        print(
+            f"external cluster {', '.join(urls)} answers (Elasticsearch {version}); no local node is managed"
+        )
     return 0
 
 
@@ -67,8 +71,16 @@ def status(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", he
         raise typer.Exit(_external(app_ctx, json_out))
     s = app_ctx.local_node().status()
     if json_out:
-        emit_json({"external": False, "running": s.running, "answering": s.answering, "url": s.url,
-                   "pid": s.pid, "health": s.health})
+        emit_json(
+            {
+                "external": False,
+                "running": s.running,
+                "answering": s.answering,
+                "url": s.url,
+                "pid": s.pid,
+                "health": s.health,
+            }
+        )
     elif s.answering:
         print(f"running: {s.url} (pid {s.pid}, health {s.health})")
     elif s.running:

@@ -47,8 +47,12 @@ def root(
     ctx: typer.Context,
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file (or HCM_SOC_CONFIG)"),
     debug: bool = typer.Option(False, "--debug", help="show tracebacks and debug logs"),
-    log_format: str | None = typer.Option(None, "--log-format", help="text or json (default: settings.log_format)"),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
+    log_format: str | None = typer.Option(
+        None, "--log-format", help="text or json (default: settings.log_format)"
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version"
+    ),
 ) -> None:
     import logging
 

@@ -6,7 +6,7 @@ local development node, which must be running (`hcm-soc es start`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from elasticsearch import Elasticsearch
 from elasticsearch.serializer import OrjsonSerializer
@@ -53,7 +53,7 @@ def make_client(settings: Settings, urls: list[str] | None = None) -> Elasticsea
     return Elasticsearch(urls or resolve_urls(settings), **kwargs)  # type: ignore[arg-type]
 
 
-def ping(client: Elasticsearch) -> dict[str, object]:
+def ping(client: Elasticsearch) -> dict[str, Any]:
     """Server info (GET /), or DependencyUnavailable naming the URL and the cause."""
     from elastic_transport import TransportError
 

@@ -44,7 +44,7 @@ class EventsRepository:
             index=self.names.events_pattern,
             size=1,
             sort=[{"event.ingested": "desc"}],
-            source=["event.ingested"],
+            source_includes=["event.ingested"],
             allow_no_indices=True,
         )
         hits = resp["hits"]["hits"]

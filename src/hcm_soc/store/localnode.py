@@ -184,7 +184,11 @@ class LocalNode:
         pid = self._recorded_pid()
         health = self.health()
         return NodeStatus(
-            running=pid is not None, answering=health in ("green", "yellow"), url=self.url, pid=pid, health=health
+            running=pid is not None,
+            answering=health in ("green", "yellow"),
+            url=self.url,
+            pid=pid,
+            health=health,
         )
 
     # -- start / stop ----------------------------------------------------------
@@ -237,12 +241,19 @@ class LocalNode:
                 start_new_session=True,
                 cwd=self.base_dir,
             )
-        state = {"pid": proc.pid, "url": self.url, "cluster_name": self.cluster_name, "started_at": time.time()}
+        state = {
+            "pid": proc.pid,
+            "url": self.url,
+            "cluster_name": self.cluster_name,
+            "started_at": time.time(),
+        }
         self.state_file.write_text(json.dumps(state))
         log.info("local elasticsearch starting", extra={"pid": proc.pid, "url": self.url})
         return self._wait_healthy(proc.pid, timeout, proc)
 
-    def _wait_healthy(self, pid: int | None, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> NodeStatus:
+    def _wait_healthy(
+        self, pid: int | None, timeout: float, proc: subprocess.Popen[bytes] | None = None
+    ) -> NodeStatus:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:

@@ -1,11 +1,11 @@
 """Names of everything hcm-soc keeps in Elasticsearch, derived from one prefix.
 
-    <prefix>-events-<dataset>-<namespace>   events (data stream per dataset)
-    <prefix>-alerts                          alerts (index; alerts are updated)
-    <prefix>-incidents                       incidents (index; optimistic concurrency)
-    <prefix>-state                           engine state: checkpoints, rule health, leases
-    <prefix>-audit-<namespace>               audit trail (data stream, append-only)
-    <prefix>-deadletter-<namespace>          documents Elasticsearch refused (data stream)
+<prefix>-events-<dataset>-<namespace>   events (data stream per dataset)
+<prefix>-alerts                          alerts (index; alerts are updated)
+<prefix>-incidents                       incidents (index; optimistic concurrency)
+<prefix>-state                           engine state: checkpoints, rule health, leases
+<prefix>-audit-<namespace>               audit trail (data stream, append-only)
+<prefix>-deadletter-<namespace>          documents Elasticsearch refused (data stream)
 """
 
 from __future__ import annotations

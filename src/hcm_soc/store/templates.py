@@ -176,7 +176,10 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
             _with_meta({"template": {"mappings": ecs}}, SCHEMA_VERSION),
         ),
         TemplateItem(
-            "component_template", f"{p}@events-settings", SCHEMA_VERSION, _with_meta(events_settings, SCHEMA_VERSION)
+            "component_template",
+            f"{p}@events-settings",
+            SCHEMA_VERSION,
+            _with_meta(events_settings, SCHEMA_VERSION),
         ),
     ]
 
@@ -211,7 +214,9 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
             pattern=pattern,
         )
 
-    events_dyn = {k: v for k, v in events_settings["template"]["settings"].items() if k != "index.number_of_shards"}
+    events_dyn = {
+        k: v for k, v in events_settings["template"]["settings"].items() if k != "index.number_of_shards"
+    }
     plain_dyn = {"index.auto_expand_replicas": replicas}
     items += [
         index_template(
@@ -317,13 +322,17 @@ def _apply_to_existing(client: Elasticsearch, item: TemplateItem) -> str:
     assert item.pattern is not None
     resolved = client.indices.resolve_index(name=item.pattern, expand_wildcards="all")
     notes: list[str] = []
-    targets = [ds["name"] for ds in resolved.get("data_streams", [])] if item.data_stream else [
-        ix["name"] for ix in resolved.get("indices", []) if not ix["name"].startswith(".")
-    ]
+    targets = (
+        [ds["name"] for ds in resolved.get("data_streams", [])]
+        if item.data_stream
+        else [ix["name"] for ix in resolved.get("indices", []) if not ix["name"].startswith(".")]
+    )
     for target in targets:
         try:
             if item.mappings:
-                client.indices.put_mapping(index=target, body=item.mappings, write_index_only=item.data_stream)
+                client.indices.put_mapping(
+                    index=target, body=item.mappings, write_index_only=item.data_stream
+                )
             if item.dynamic_settings:
                 client.indices.put_settings(index=target, body={"index": _undot(item.dynamic_settings)})
             notes.append(f"{target}: updated in place")
@@ -367,7 +376,11 @@ def install(client: Elasticsearch, items: list[TemplateItem], *, force: bool = F
         if not force and current is not None and isinstance(cur_version, int) and cur_version > item.version:
             results.append(
                 InstallResult(
-                    item.kind, item.name, "kept-newer", item.version, cur_version,
+                    item.kind,
+                    item.name,
+                    "kept-newer",
+                    item.version,
+                    cur_version,
                     "a newer hcm-soc installed it; not downgraded",
                 )
             )
@@ -378,7 +391,9 @@ def install(client: Elasticsearch, items: list[TemplateItem], *, force: bool = F
         try:
             _put(client, item)
         except ApiError as e:
-            raise TemplateError(f"could not install {item.kind} {item.name} v{item.version}: {e.message}") from e
+            raise TemplateError(
+                f"could not install {item.kind} {item.name} v{item.version}: {e.message}"
+            ) from e
         detail = ""
         if current is not None and item.kind == "index_template":
             detail = _apply_to_existing(client, item)
