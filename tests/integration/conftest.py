@@ -7,20 +7,19 @@ HCM_SOC_TEST_ES_URL.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from elasticsearch import ApiError, Elasticsearch
+from elasticsearch import Elasticsearch
 
 from hcm_soc.config import load_settings
 from hcm_soc.store.client import make_client
 from hcm_soc.store.localnode import LocalNode
 from hcm_soc.store.names import IndexNames
-from hcm_soc.store.templates import build_items, install
+from hcm_soc.store.templates import build_items, install, uninstall
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -47,25 +46,12 @@ def es(es_url: str) -> Elasticsearch:
     return make_client(load_settings(env={}), urls=[es_url])
 
 
-def _cleanup(es: Elasticsearch, prefix: str) -> None:
-    """Best effort: data streams cannot be deleted on the local node (no data-streams module)."""
-    for call in (
-        lambda: es.indices.delete_data_stream(name=f"{prefix}-*"),
-        lambda: es.indices.delete(index=f"{prefix}-*", expand_wildcards="all", allow_no_indices=True),
-        lambda: es.indices.delete_index_template(name=f"{prefix}-*"),
-        lambda: es.cluster.delete_component_template(name=f"{prefix}@*"),
-        lambda: es.ingest.delete_pipeline(id=f"{prefix}-*"),
-    ):
-        with contextlib.suppress(ApiError):
-            call()
-
-
 @pytest.fixture
 def names(es: Elasticsearch) -> Iterator[IndexNames]:
     """A fresh prefix for this test; everything under it is removed afterwards where possible."""
     n = IndexNames(prefix=f"t{uuid.uuid4().hex[:10]}", namespace="test")
     yield n
-    _cleanup(es, n.prefix)
+    uninstall(es, n)
 
 
 @pytest.fixture

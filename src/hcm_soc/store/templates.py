@@ -401,3 +401,22 @@ def install(client: Elasticsearch, items: list[TemplateItem], *, force: bool = F
         log.info("template %s", action, extra={"kind": item.kind, "item": item.name, "version": item.version})
         results.append(InstallResult(item.kind, item.name, action, item.version, cur_version, detail))
     return results
+
+
+def uninstall(client: Elasticsearch, names: IndexNames) -> None:
+    """Remove everything stored under `names.prefix`: data streams, indices, templates, pipeline.
+
+    Best effort: a node without the data-streams module (the local development
+    node) cannot delete data streams, and then their templates stay too."""
+    p = names.prefix
+    for call in (
+        lambda: client.indices.delete_data_stream(name=f"{p}-*"),
+        lambda: client.indices.delete(index=f"{p}-*", expand_wildcards="all", allow_no_indices=True),
+        lambda: client.indices.delete_index_template(name=f"{p}-*"),
+        lambda: client.cluster.delete_component_template(name=f"{p}@*"),
+        lambda: client.ingest.delete_pipeline(id=f"{p}-*"),
+    ):
+        try:
+            call()
+        except ApiError as e:
+            log.debug("uninstall step skipped", extra={"prefix": p, "error": str(e)})
