@@ -14,6 +14,7 @@ import click
 import typer
 
 from hcm_soc import __version__
+from hcm_soc.cli import collect as collect_cmd
 from hcm_soc.cli import config as config_cmd
 from hcm_soc.cli import es as es_cmd
 from hcm_soc.cli.context import AppContext
@@ -32,6 +33,10 @@ app.add_typer(es_cmd.app, name="es")
 app.add_typer(config_cmd.app, name="config")
 app.command("init")(init)
 app.command("demo")(demo)
+app.command("collect")(collect_cmd.collect)
+app.command("run")(collect_cmd.run)
+app.command("ingest")(collect_cmd.ingest)
+app.add_typer(collect_cmd.collectors_app, name="collectors")
 
 _state = {"debug": False}
 

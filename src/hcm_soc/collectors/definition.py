@@ -125,7 +125,9 @@ class SourceDefinition(_Strict):
     @model_validator(mode="after")
     def _section(self) -> SourceDefinition:
         section = getattr(self, self.type)
-        others = [t for t in ("syslog", "file", "evtx", "http") if t != self.type and getattr(self, t) is not None]
+        others = [
+            t for t in ("syslog", "file", "evtx", "http") if t != self.type and getattr(self, t) is not None
+        ]
         if others:
             raise ValueError(f"type {self.type} takes a '{self.type}:' section, not {', '.join(others)}")
         if section is None:
@@ -155,8 +157,11 @@ def _lines(text: str) -> dict[str, int]:
     return lines
 
 
-def load_definition(path: Path, known_formats: set[str] | None = None) -> SourceDefinition:
-    """Read and validate one definition; DefinitionError lists every problem with file:line: key."""
+def load_definition(
+    path: Path, known_formats: set[str] | None = None, *, check_paths: bool = True
+) -> SourceDefinition:
+    """Read and validate one definition; DefinitionError lists every problem with file:line: key.
+    `check_paths` also requires the folder of every file path (the fixed part of a glob) to exist."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -167,10 +172,17 @@ def load_definition(path: Path, known_formats: set[str] | None = None) -> Source
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise DefinitionError(
-            [(SourceLocation(str(path), mark.line + 1 if mark else None), f"not valid YAML: {getattr(e, 'problem', e)}")]
+            [
+                (
+                    SourceLocation(str(path), mark.line + 1 if mark else None),
+                    f"not valid YAML: {getattr(e, 'problem', e)}",
+                )
+            ]
         ) from None
     if not isinstance(data, dict):
-        raise DefinitionError([(SourceLocation(str(path), 1), "expected a mapping (name:, type:, format:, …)")])
+        raise DefinitionError(
+            [(SourceLocation(str(path), 1), "expected a mapping (name:, type:, format:, …)")]
+        )
     problems: list[tuple[SourceLocation, str]] = []
     try:
         definition = SourceDefinition.model_validate(data)
@@ -194,34 +206,50 @@ def load_definition(path: Path, known_formats: set[str] | None = None) -> Source
                 f"unknown format {definition.format!r}; expected one of {', '.join(sorted(known_formats))}",
             )
         )
-    if definition.type in ("file", "evtx"):
+    if check_paths and definition.type in ("file", "evtx"):
         section = definition.file if definition.type == "file" else definition.evtx
         assert section is not None
         for p in section.paths:
-            if not any(ch in p for ch in "*?[") and not Path(p).parent.is_dir():
+            fixed = Path(p.split("*")[0].split("?")[0].split("[")[0] or ".")
+            folder = fixed if p.endswith(("/", "*")) and fixed.is_dir() else fixed.parent
+            if not folder.is_dir():
                 problems.append(
-                    (SourceLocation(str(path), lines.get(f"{definition.type}.paths"), f"{definition.type}.paths"),
-                     f"the folder of {p!r} does not exist")
+                    (
+                        SourceLocation(
+                            str(path), lines.get(f"{definition.type}.paths"), f"{definition.type}.paths"
+                        ),
+                        f"the folder of {p!r} does not exist",
+                    )
                 )
     if problems:
         raise DefinitionError(problems)
     return definition
 
 
-def load_definitions(directory: Path, known_formats: set[str] | None = None) -> tuple[list[SourceDefinition], list[DefinitionError]]:
+def load_definitions(
+    directory: Path, known_formats: set[str] | None = None, *, check_paths: bool = True
+) -> tuple[list[SourceDefinition], list[DefinitionError]]:
     """Every *.yml/*.yaml in `directory`; one broken file never stops the others."""
     good: list[SourceDefinition] = []
     bad: list[DefinitionError] = []
     names: dict[str, Path] = {}
     for path in sorted([*Path(directory).glob("*.yml"), *Path(directory).glob("*.yaml")]):
         try:
-            d = load_definition(path, known_formats)
+            d = load_definition(path, known_formats, check_paths=check_paths)
         except DefinitionError as e:
             bad.append(e)
             continue
         if d.name in names:
-            bad.append(DefinitionError([(SourceLocation(str(path), None, "name"),
-                                         f"name {d.name!r} is already used by {names[d.name]}")]))
+            bad.append(
+                DefinitionError(
+                    [
+                        (
+                            SourceLocation(str(path), None, "name"),
+                            f"name {d.name!r} is already used by {names[d.name]}",
+                        )
+                    ]
+                )
+            )
             continue
         names[d.name] = path
         good.append(d)
