@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 class IngestPipeline:
     """Sink: RawRecord -> parser -> ECS event -> bulk writer. Never drops a record."""
 
-    def __init__(self, writer: BulkWriter, index: str, source: SourceInfo, spec: ParserSpec,
-                 ctx: ParseContext) -> None:
+    def __init__(
+        self, writer: BulkWriter, index: str, source: SourceInfo, spec: ParserSpec, ctx: ParseContext
+    ) -> None:
         self.writer = writer
         self.index = index
         self.source = source
@@ -38,8 +39,13 @@ class IngestPipeline:
         spec = get_parser(d.format)
         dataset = d.dataset or spec.default_dataset
         source = SourceInfo(
-            name=d.name, dataset=dataset, module=spec.module, tags=tuple(d.tags), labels=d.labels,
-            host=d.host, observer=d.observer,
+            name=d.name,
+            dataset=dataset,
+            module=spec.module,
+            tags=tuple(d.tags),
+            labels=d.labels,
+            host=d.host,
+            observer=d.observer,
         )
         ctx = ParseContext(dataset=dataset, timezone=d.zone, options=d.options)
         return cls(writer, names.events(dataset), source, spec, ctx)
@@ -49,10 +55,14 @@ class IngestPipeline:
         original = data if isinstance(data, str) else orjson.dumps(data).decode()
         ctx = ParseContext(self.ctx.dataset, self.ctx.timezone, record.received, self.ctx.options)
         try:
-            event = finish(self.spec.parse(data, ctx), original, self.source, record.received, list(record.tags))
+            event = finish(
+                self.spec.parse(data, ctx), original, self.source, record.received, list(record.tags)
+            )
             self.parsed += 1
         except ParseError as e:
-            event = failure(original, self.source, record.received, f"{self.spec.name}: {e}", tags=list(record.tags))
+            event = failure(
+                original, self.source, record.received, f"{self.spec.name}: {e}", tags=list(record.tags)
+            )
             self.failed += 1
         if record.fields:
             deep_merge(event, record.fields)

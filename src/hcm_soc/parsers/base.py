@@ -102,13 +102,21 @@ def _envelope(event: Event, original: str, source: SourceInfo, received: datetim
     return event
 
 
-def finish(event: Event, original: str, source: SourceInfo, received: datetime, tags: list[str] | None = None) -> Event:
+def finish(
+    event: Event, original: str, source: SourceInfo, received: datetime, tags: list[str] | None = None
+) -> Event:
     """The stored form of a parsed record."""
     return _envelope(event, original, source, received, list(tags or []))
 
 
-def failure(original: str, source: SourceInfo, received: datetime, reason: str, extra: Event | None = None,
-            tags: list[str] | None = None) -> Event:
+def failure(
+    original: str,
+    source: SourceInfo,
+    received: datetime,
+    reason: str,
+    extra: Event | None = None,
+    tags: list[str] | None = None,
+) -> Event:
     """The stored form of a record that did not parse: its text, the reason, a failure tag."""
     event: Event = dict(extra or {})
     event.setdefault("error", {})["message"] = reason

@@ -19,15 +19,31 @@ class _Row:
 
 
 _FORMATS: dict[str, _Row] = {
-    "syslog": _Row("hcm_soc.parsers.syslog:parse_syslog", "system", "syslog",
-                   "RFC 3164/5424 syslog (with or without <PRI>), each message parsed further by its program: "
-                   "sshd, sudo, useradd/usermod, kernel iptables/UFW"),
-    "nginx": _Row("hcm_soc.parsers.web:parse_nginx", "nginx", "nginx.access", "nginx access log, combined or common"),
-    "apache": _Row("hcm_soc.parsers.web:parse_apache", "apache", "apache.access", "Apache access log, combined or common"),
-    "jsonl": _Row("hcm_soc.parsers.jsonl:parse_jsonl", "json", "json", "JSON lines, mapped to ECS by options.field_map"),
-    "evtx": _Row("hcm_soc.parsers.evtx:parse_evtx_record", "windows", "windows.evtx",
-                 "Windows event log records, shaped like Winlogbeat (Security, Sysmon, PowerShell, System, …)"),
-    "raw": _Row("hcm_soc.parsers.raw:parse_raw", "generic", "generic", "each line stored as message, unparsed"),
+    "syslog": _Row(
+        "hcm_soc.parsers.syslog:parse_syslog",
+        "system",
+        "syslog",
+        "RFC 3164/5424 syslog (with or without <PRI>), each message parsed further by its program: "
+        "sshd, sudo, useradd/usermod, kernel iptables/UFW",
+    ),
+    "nginx": _Row(
+        "hcm_soc.parsers.web:parse_nginx", "nginx", "nginx.access", "nginx access log, combined or common"
+    ),
+    "apache": _Row(
+        "hcm_soc.parsers.web:parse_apache", "apache", "apache.access", "Apache access log, combined or common"
+    ),
+    "jsonl": _Row(
+        "hcm_soc.parsers.jsonl:parse_jsonl", "json", "json", "JSON lines, mapped to ECS by options.field_map"
+    ),
+    "evtx": _Row(
+        "hcm_soc.parsers.evtx:parse_evtx_record",
+        "windows",
+        "windows.evtx",
+        "Windows event log records, shaped like Winlogbeat (Security, Sysmon, PowerShell, System, …)",
+    ),
+    "raw": _Row(
+        "hcm_soc.parsers.raw:parse_raw", "generic", "generic", "each line stored as message, unparsed"
+    ),
 }
 
 
