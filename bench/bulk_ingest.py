@@ -215,6 +215,17 @@ def count(client: Elasticsearch, index: str) -> int:
     return int(client.count(index=index)["count"])
 
 
+def settle(client: Elasticsearch, names: IndexNames, timeout: float = 300.0) -> None:
+    """Wait until no merge runs on our streams, so one phase's background work does not slow the next."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = client.indices.stats(index=names.events_pattern, metric="merge")
+        if stats["_all"]["total"]["merges"]["current"] == 0:
+            return
+        time.sleep(0.5)
+    progress(f"merges still running after {timeout:.0f} s; measuring anyway")
+
+
 def run_writer(client: Elasticsearch, names: IndexNames, events: list[Doc]) -> tuple[Phase, dict[str, int]]:
     index = names.events(WRITER_DATASET)
     writer = BulkWriter(client, names, max_docs=BATCH)
@@ -325,10 +336,12 @@ def main(argv: list[str] | None = None) -> int:
             es_version = str(client.info()["version"]["number"])
             if args.warmup:
                 warm_up(client, names, events[: args.warmup])
+                settle(client, names)
             writer_start_rss = rss_mib()
             writer, writer_stats = run_writer(client, names, events)
             writer_peak_rss = peak_rss_mib()
             progress(f"writer: {writer.docs_per_s:,.0f} docs/s, verified: {writer.verified}")
+            settle(client, names)
             ceiling = run_ceiling(client, names, events)
             progress(f"ceiling: {ceiling.docs_per_s:,.0f} docs/s, verified: {ceiling.verified}")
         finally:
