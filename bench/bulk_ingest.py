@@ -47,18 +47,19 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from elasticsearch import ApiError, Elasticsearch
+from elasticsearch import Elasticsearch
 
 from hcm_soc.config import load_settings
 from hcm_soc.store.bulk import BulkWriter, make_id
 from hcm_soc.store.client import make_client
 from hcm_soc.store.localnode import LocalNode
 from hcm_soc.store.names import IndexNames
-from hcm_soc.store.templates import build_items, install
+from hcm_soc.store.templates import build_items, install, uninstall
 
 BATCH = 5000  # documents per _bulk request, for both paths (the writer's default max_docs)
 PROGRESS_EVERY = 100_000
 GOAL_PERCENT = 80.0
+NOISY_PERCENT = 10.0  # CPU share of other processes above which the numbers are flagged unreliable
 WRITER_DATASET = "syslog.auth"
 CEILING_DATASET = "syslog.auth.ceiling"
 WARMUP_DATASET = "syslog.auth.warmup"
@@ -119,36 +120,68 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def cpu_seconds(es_pid: int | None) -> tuple[float, float, float, float]:
+    """CPU seconds so far: (machine busy, machine capacity, this process, the local node)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as f:
+        jiffies = [
+            int(x) for x in f.readline().split()[1:9]
+        ]  # user nice system idle iowait irq softirq steal
+    total = sum(jiffies)
+    own = os.times()
+    es = 0
+    if es_pid is not None:
+        with contextlib.suppress(OSError), open(f"/proc/{es_pid}/stat") as f:
+            es = sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:13])  # utime stime
+    return (total - jiffies[3] - jiffies[4]) / tick, total / tick, own.user + own.system, es / tick
+
+
+class Window:
+    """Wall time and the machine's CPU use (whole machine = 100 %) between `start` and `stop`."""
+
+    def __init__(self, es_pid: int | None) -> None:
+        self.es_pid = es_pid
+        self.t0 = 0.0
+        self.c0 = (0.0, 0.0, 0.0, 0.0)
+
+    def start(self) -> None:
+        self.c0 = cpu_seconds(self.es_pid)
+        self.t0 = time.perf_counter()
+
+    def stop(self) -> tuple[float, dict[str, float]]:
+        seconds = time.perf_counter() - self.t0
+        busy, capacity, own, es = (b - a for a, b in zip(self.c0, cpu_seconds(self.es_pid), strict=True))
+        cpu = {"machine_busy": busy, "bench": own}
+        if self.es_pid is not None:
+            cpu |= {"elasticsearch": es, "other_processes": max(0.0, busy - own - es)}
+        return seconds, {k: round(100 * v / capacity, 1) for k, v in cpu.items()}
+
+
 @contextlib.contextmanager
-def elasticsearch_url(url: str | None) -> Iterator[tuple[str, str]]:
-    """Yield (url, where): the given cluster, or a local node started (and stopped) here."""
+def elasticsearch_url(url: str | None) -> Iterator[tuple[str, str, int | None]]:
+    """Yield (url, where, pid of the node or None): the given cluster, or a local node started here."""
     if url:
-        yield url, "external cluster"
+        yield url, "external cluster", None
         return
     with tempfile.TemporaryDirectory(prefix="hcm-bench-") as tmp:
         node = LocalNode(Path(tmp), port=free_port(), cluster_name="hcm-soc-bench", heap="2g")
         progress(f"starting a local Elasticsearch node (heap 2g) at {node.url} ...")
-        node.start(timeout=300)
+        status = node.start(timeout=300)
         try:
-            yield node.url, "local node started by the benchmark (heap 2g, same machine)"
+            yield node.url, "local node started by the benchmark (heap 2g, same machine)", status.pid
         finally:
             progress("stopping the local node")
             node.stop()
 
 
-def cleanup(client: Elasticsearch, prefix: str) -> None:
-    """Best effort removal of everything under `prefix` from an external cluster."""
-    for call in (
-        lambda: client.indices.delete_data_stream(name=f"{prefix}-*"),
-        lambda: client.indices.delete(index=f"{prefix}-*", expand_wildcards="all", allow_no_indices=True),
-        lambda: client.indices.delete_index_template(name=f"{prefix}-*"),
-        lambda: client.cluster.delete_component_template(name=f"{prefix}@*"),
-        lambda: client.ingest.delete_pipeline(id=f"{prefix}-*"),
-    ):
-        try:
-            call()
-        except ApiError as e:
-            progress(f"cleanup: {e.message} (remove {prefix}-* by hand if it is left over)")
+def cleanup(client: Elasticsearch, names: IndexNames) -> None:
+    """Remove what the benchmark stored on an external cluster; say what could not be removed."""
+    uninstall(client, names)
+    left = client.indices.resolve_index(name=f"{names.prefix}-*", expand_wildcards="all")
+    streams = [d["name"] for d in left.get("data_streams", [])]
+    indices = [i["name"] for i in left.get("indices", [])]
+    if streams or indices:
+        progress(f"could not remove {', '.join(streams + indices)}: delete them by hand")
 
 
 # -- events --------------------------------------------------------------------
@@ -208,6 +241,7 @@ class Phase:
     docs_per_s: float
     indexed: int
     verified: bool
+    cpu_percent: dict[str, float]  # of the whole machine, during the timed part
 
 
 def count(client: Elasticsearch, index: str) -> int:
@@ -226,25 +260,27 @@ def settle(client: Elasticsearch, names: IndexNames, timeout: float = 300.0) -> 
     progress(f"merges still running after {timeout:.0f} s; measuring anyway")
 
 
-def run_writer(client: Elasticsearch, names: IndexNames, events: list[Doc]) -> tuple[Phase, dict[str, int]]:
+def run_writer(
+    client: Elasticsearch, names: IndexNames, events: list[Doc], window: Window
+) -> tuple[Phase, dict[str, int]]:
     index = names.events(WRITER_DATASET)
     writer = BulkWriter(client, names, max_docs=BATCH)
     progress(f"writer: adding {len(events):,} events to {index}")
-    t0 = time.perf_counter()
+    window.start()
     for i, doc in enumerate(events):
         writer.add(index, doc, id_key=f"bench:{i}")
         if (i + 1) % PROGRESS_EVERY == 0:
-            progress(f"writer: {i + 1:,} added ({(i + 1) / (time.perf_counter() - t0):,.0f} docs/s)")
+            progress(f"writer: {i + 1:,} added ({(i + 1) / (time.perf_counter() - window.t0):,.0f} docs/s)")
     writer.close()
-    seconds = time.perf_counter() - t0
+    seconds, cpu = window.stop()
     stats = writer.stats()
     indexed = count(client, index)
     ok = indexed == len(events) and stats["sent"] == len(events)
-    return Phase(seconds, len(events) / seconds, indexed, ok), stats
+    return Phase(seconds, len(events) / seconds, indexed, ok, cpu), stats
 
 
-def post_batches(client: Elasticsearch, batches: Iterable[tuple[int, bytes]], label: str) -> float:
-    """POST the `_bulk` bodies back to back; return the seconds it took."""
+def post_batches(client: Elasticsearch, batches: Iterable[tuple[int, bytes]], label: str) -> None:
+    """POST the `_bulk` bodies back to back."""
     posted = 0
     t0 = time.perf_counter()
     for docs, body in batches:
@@ -254,25 +290,25 @@ def post_batches(client: Elasticsearch, batches: Iterable[tuple[int, bytes]], la
         posted += docs
         if posted % PROGRESS_EVERY == 0:
             progress(f"{label}: {posted:,} posted ({posted / (time.perf_counter() - t0):,.0f} docs/s)")
-    return time.perf_counter() - t0
 
 
 def warm_up(client: Elasticsearch, names: IndexNames, events: list[Doc]) -> None:
     """Index `events` into a throw-away stream first, so neither measurement pays for a cold JVM."""
     index = names.events(WARMUP_DATASET)
     progress(f"warm-up: indexing {len(events):,} events into {index} (not measured)")
-    seconds = post_batches(client, serialise_batches(index, events), "warm-up")
-    progress(f"warm-up: {len(events) / seconds:,.0f} docs/s")
+    post_batches(client, serialise_batches(index, events), "warm-up")
 
 
-def run_ceiling(client: Elasticsearch, names: IndexNames, events: list[Doc]) -> Phase:
+def run_ceiling(client: Elasticsearch, names: IndexNames, events: list[Doc], window: Window) -> Phase:
     index = names.events(CEILING_DATASET)
     progress(f"ceiling: serialising {len(events):,} events into {BATCH}-document _bulk bodies (not timed)")
     batches = list(serialise_batches(index, events))
     progress(f"ceiling: posting {len(batches):,} bodies to {index}")
-    seconds = post_batches(client, batches, "ceiling")
+    window.start()
+    post_batches(client, batches, "ceiling")
+    seconds, cpu = window.stop()
     indexed = count(client, index)
-    return Phase(seconds, len(events) / seconds, indexed, indexed == len(events))
+    return Phase(seconds, len(events) / seconds, indexed, indexed == len(events), cpu)
 
 
 # -- report --------------------------------------------------------------------
@@ -296,9 +332,22 @@ def summary(result: dict[str, Any]) -> str:
         f"{result['peak_rss_writer_mib']:,.0f} MiB through the writer phase "
         f"({result['rss_writer_start_mib']:,.0f} MiB when it started)",
         f"                 (the pre-generated events take {result['events_rss_mib']:,.0f} MiB)",
+        f"  cpu, writer    {cpu_text(w['cpu_percent'])}",
+        f"  cpu, ceiling   {cpu_text(c['cpu_percent'])}",
         f"  verified       {ok}",
     ]
+    others = max(p["cpu_percent"].get("other_processes", 0.0) for p in (w, c))
+    if others > NOISY_PERCENT:
+        lines.append(
+            f"WARNING: other processes used up to {others:.0f} % of the machine's CPU while measuring; "
+            "the rates and the ratio are not reliable (rerun on an idle machine)"
+        )
     return "\n".join(lines)
+
+
+def cpu_text(cpu: dict[str, float]) -> str:
+    """'machine busy 99 %, bench 6 %, ...': shares of the whole machine (all cores = 100 %)."""
+    return ", ".join(f"{name.replace('_', ' ')} {value:.0f} %" for name, value in cpu.items())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -327,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     avg_doc_bytes = round(sum(len(orjson.dumps(e)) for e in events[:10_000]) / min(len(events), 10_000))
 
     external = args.url or (settings.es.url[0] if settings.es.url else None)
-    with elasticsearch_url(external) as (url, where):
+    with elasticsearch_url(external) as (url, where, es_pid):
         client = make_client(settings, urls=[url])
         names = IndexNames(prefix=f"bench{uuid.uuid4().hex[:8]}", namespace="bench")
         try:
@@ -338,15 +387,15 @@ def main(argv: list[str] | None = None) -> int:
                 warm_up(client, names, events[: args.warmup])
                 settle(client, names)
             writer_start_rss = rss_mib()
-            writer, writer_stats = run_writer(client, names, events)
+            writer, writer_stats = run_writer(client, names, events, Window(es_pid))
             writer_peak_rss = peak_rss_mib()
             progress(f"writer: {writer.docs_per_s:,.0f} docs/s, verified: {writer.verified}")
             settle(client, names)
-            ceiling = run_ceiling(client, names, events)
+            ceiling = run_ceiling(client, names, events, Window(es_pid))
             progress(f"ceiling: {ceiling.docs_per_s:,.0f} docs/s, verified: {ceiling.verified}")
         finally:
             if external:
-                cleanup(client, names.prefix)
+                cleanup(client, names)
             client.close()
 
     ratio = 100.0 * writer.docs_per_s / ceiling.docs_per_s

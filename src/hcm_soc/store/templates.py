@@ -407,11 +407,23 @@ def uninstall(client: Elasticsearch, names: IndexNames) -> None:
     """Remove everything stored under `names.prefix`: data streams, indices, templates, pipeline.
 
     Best effort: a node without the data-streams module (the local development
-    node) cannot delete data streams, and then their templates stay too."""
+    node) cannot delete data streams; their backing indices other than the write
+    index are deleted, the streams themselves and their templates stay."""
     p = names.prefix
+    try:
+        client.indices.delete_data_stream(name=f"{p}-*")
+    except ApiError as e:
+        log.debug("data streams not deleted", extra={"prefix": p, "error": str(e)})
+    resolved = client.indices.resolve_index(name=f"{p}-*", expand_wildcards="all")
+    write_indices = {ds["backing_indices"][-1] for ds in resolved.get("data_streams", []) if ds["backing_indices"]}
+    for ix in resolved.get("indices", []):
+        if ix["name"] in write_indices:
+            continue
+        try:
+            client.indices.delete(index=ix["name"])
+        except ApiError as e:
+            log.debug("index not deleted", extra={"index": ix["name"], "error": str(e)})
     for call in (
-        lambda: client.indices.delete_data_stream(name=f"{p}-*"),
-        lambda: client.indices.delete(index=f"{p}-*", expand_wildcards="all", allow_no_indices=True),
         lambda: client.indices.delete_index_template(name=f"{p}-*"),
         lambda: client.cluster.delete_component_template(name=f"{p}@*"),
         lambda: client.ingest.delete_pipeline(id=f"{p}-*"),
