@@ -120,5 +120,7 @@ def failure(
     """The stored form of a record that did not parse: its text, the reason, a failure tag."""
     event: Event = dict(extra or {})
     event.setdefault("error", {})["message"] = reason
+    # keyword (full-text) Sigma rules search `message`: an unparsed line stays findable
+    event.setdefault("message", original)
     event.setdefault("event", {})["kind"] = "pipeline_error"
     return _envelope(event, original, source, received, [*(tags or []), PARSE_FAILURE_TAG])
