@@ -1,18 +1,15 @@
-"""The demo of the pipeline so far: local Elasticsearch, templates, a bundled sample of
-city events written through the bulk writer, and a read-back summary.
+"""The demo of the pipeline so far: local Elasticsearch, templates, bundled log files of
+city systems read by the collectors, parsed to ECS and written through the bulk writer,
+and a read-back summary.
 
-Later issues extend it (collectors, detection, playbooks) stage by stage.
+Later issues extend it (detection, playbooks) stage by stage.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
-
-import orjson
 
 from hcm_soc.config import Settings
 
@@ -26,6 +23,7 @@ class DemoReport:
     templates_written: int = 0
     templates_current: int = 0
     events_in_sample: int = 0
+    parse_failures: int = 0
     writer: dict[str, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     ssh_failures_by_source: list[tuple[str, int]] = field(default_factory=list)
@@ -33,18 +31,16 @@ class DemoReport:
     latest_ingested: str | None = None
 
 
-def load_sample(now: datetime | None = None) -> list[dict[str, Any]]:
-    """The bundled sample, shifted so that its newest event happened `now`."""
-    text = resources.files("hcm_soc.data").joinpath("demo-events.jsonl").read_text("utf-8")
-    events = [orjson.loads(line) for line in text.splitlines() if line.strip()]
-    stamps = [datetime.fromisoformat(e["@timestamp"].replace("Z", "+00:00")) for e in events]
-    shift = (now or datetime.now(UTC)) - max(stamps)
-    for e, ts in zip(events, stamps, strict=True):
-        e["@timestamp"] = (ts + shift).isoformat().replace("+00:00", "Z")
-    return events
+#: (file in hcm_soc/data/demo-logs, format, dataset): what the demo's city systems wrote
+DEMO_LOGS = (
+    ("auth.log", "syslog", "system.auth"),
+    ("access.log", "nginx", "nginx.access"),
+    ("firewall.log", "syslog", "network.firewall"),
+)
 
 
 def run_demo(settings: Settings, progress: Progress) -> DemoReport:
+    from hcm_soc.collectors.runner import ingest_files
     from hcm_soc.store.bulk import BulkWriter
     from hcm_soc.store.client import make_client, ping
     from hcm_soc.store.events import EventsRepository
@@ -72,12 +68,26 @@ def run_demo(settings: Settings, progress: Progress) -> DemoReport:
     report.templates_written = sum(r.action in ("created", "updated") for r in results)
     report.templates_current = len(results) - report.templates_written
 
-    events = load_sample()
-    report.events_in_sample = len(events)
-    progress(f"[3/4] writing {len(events)} sample events of city systems through the bulk writer")
+    folder = resources.files("hcm_soc.data").joinpath("demo-logs")
+    progress("[3/4] reading the bundled logs of city systems through the collectors and parsers")
     with BulkWriter.from_settings(client, settings, flush_interval=None) as writer:
-        for n, event in enumerate(events, 1):
-            writer.add(names.events(event["event"]["dataset"]), event, id_key=f"demo-sample:{n}")
+        for filename, fmt, dataset in DEMO_LOGS:
+            with resources.as_file(folder.joinpath(filename)) as path:
+                counters = ingest_files(
+                    fmt,
+                    [str(path)],
+                    writer,
+                    names,
+                    dataset=dataset,
+                    name=f"demo-{dataset.replace('.', '-')}",
+                    timezone=settings.timezone,
+                    options={},
+                    progress=None,
+                )
+            records = counters["parsed"] + counters["parse_failures"]
+            report.events_in_sample += records
+            report.parse_failures += counters["parse_failures"]
+            progress(f"      {filename} ({fmt}) -> {counters['index']}: {records} records")
     report.writer = writer.stats()
 
     progress("[4/4] reading back what Elasticsearch stored")

@@ -100,7 +100,8 @@ def test_local_node_lifecycle_and_demo(tmp_path: Path) -> None:
         report = json.loads(demo.stdout)
         assert report["es_version"].startswith("8.")
         assert report["writer"]["sent"] == report["events_in_sample"] > 100
-        assert report["counts"] == {"firewall.asa": 30, "nginx.access": 57, "system.auth": 48}
+        assert report["counts"] == {"network.firewall": 30, "nginx.access": 57, "system.auth": 48}
+        assert report["parse_failures"] == 0
         assert report["ssh_failures_by_source"][0] == ["203.0.113.45", 40]
         assert report["latest_ingested"]
         rerun = json.loads(hcm("demo", "--json", env=env).stdout)
@@ -112,3 +113,33 @@ def test_local_node_lifecycle_and_demo(tmp_path: Path) -> None:
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     after = hcm("es", "status", env=env)
     assert after.returncode == 3
+
+
+def test_ingest_files_twice_stores_once(external: dict[str, str], tmp_path: Path, es: Elasticsearch) -> None:
+    log = tmp_path / "auth.log"
+    log.write_text(
+        "Nov 25 10:00:01 sotttt-web01 sshd[811]: Failed password for root from 203.0.113.45 port 50000 ssh2\n"
+        "Nov 25 10:00:02 sotttt-web01 sshd[811]: Accepted password for nguyễn.văn.an from 10.10.1.5 port 50001 ssh2\n"
+        "\x00\x01 not syslog at all\n",
+        encoding="utf-8",
+    )
+    first = hcm("ingest", "--format", "syslog", "--dataset", "system.auth", "--json", str(log), env=external)
+    assert first.returncode == 0, first.stderr
+    counters = json.loads(first.stdout)
+    assert (counters["parsed"], counters["parse_failures"], counters["sent"]) == (2, 1, 3)
+    again = hcm("ingest", "--format", "syslog", "--dataset", "system.auth", str(log), env=external)
+    assert again.returncode == 0, again.stderr
+    assert "sent 0, already stored 3" in again.stdout
+    index = f"{external['HCM_SOC_INDEX_PREFIX']}-events-system.auth-default"
+    es.indices.refresh(index=index)
+    assert es.count(index=index)["count"] == 3
+    failed = es.search(index=index, query={"term": {"tags": "_parse_failure"}})["hits"]["hits"]
+    assert [h["_source"]["event"]["original"] for h in failed] == ["\x00\x01 not syslog at all"]
+    ok = es.search(index=index, query={"term": {"user.name": "nguyễn.văn.an"}})["hits"]["hits"]
+    assert ok and ok[0]["_source"]["event"]["outcome"] == "success"
+
+
+def test_ingest_rejects_an_unknown_format(external: dict[str, str], tmp_path: Path) -> None:
+    r = hcm("ingest", "--format", "cef", str(tmp_path), env=external)
+    assert r.returncode == 2
+    assert "expected one of" in r.stderr and "syslog" in r.stderr

@@ -15,7 +15,7 @@ def demo(
     ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help="print the report as JSON")
 ) -> None:
     """Start the local Elasticsearch (unless HCM_SOC_ES_URL is set), install templates,
-    index the bundled sample of city events and show what was stored."""
+    read the bundled logs of city systems through the collectors and parsers, and show what was stored."""
     from dataclasses import asdict
 
     from hcm_soc.demo import run_demo
@@ -31,7 +31,8 @@ def demo(
     print(f"\nElasticsearch {report.es_version} at {report.es_url}")
     print(f"templates: {report.templates_written} written, {report.templates_current} already current")
     print(
-        f"sample: {report.events_in_sample} events -> sent {w['sent']}, already stored {w['duplicates']}, "
+        f"bundled logs: {report.events_in_sample} records ({report.parse_failures} unparsed, kept) -> "
+        f"sent {w['sent']}, already stored {w['duplicates']}, "
         f"dead-lettered {w['dead_lettered']}, spooled {w['spooled']}"
     )
     print("\nevents stored per dataset:")

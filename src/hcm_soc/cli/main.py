@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 import typer
+from typer.exceptions import TyperException
 
 from hcm_soc import __version__
 from hcm_soc.cli import collect as collect_cmd
@@ -74,11 +75,16 @@ def root(
 def main() -> None:
     try:
         rv = app(standalone_mode=False)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         print("aborted", file=sys.stderr)
         sys.exit(130)
-    except click.ClickException as e:
-        e.show()
+    except (click.ClickException, TyperException) as e:
+        # typer vendors its own click: usage errors come from either
+        show = getattr(e, "show", None)
+        if show is not None:
+            show()
+        else:
+            print(f"hcm-soc: error: {e}", file=sys.stderr)
         sys.exit(2)
     except HcmSocError as e:
         if _state["debug"]:

@@ -142,6 +142,7 @@ class FileTailCollector:
         progress: Callable[[str], None] | None = None,
         checkpoint_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        epoch: str | None = None,
     ) -> None:
         if definition.file is None:
             raise HcmSocError(
@@ -176,7 +177,7 @@ class FileTailCollector:
                     f"source {definition.name!r}: file.multiline.start is not a valid regex: {e}"
                 ) from None
         self.offsets_path = self.spec.offsets_file or Path(state_dir) / "offsets" / f"{definition.name}.json"
-        self._store = OffsetStore(self.offsets_path)
+        self._store = OffsetStore(self.offsets_path, epoch)
         self._state: OffsetState | None = None
         self._tails: dict[str, _Tail] = {}
         self._stats = FileTailStats()

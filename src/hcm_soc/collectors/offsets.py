@@ -129,8 +129,11 @@ def find_inode(folder: str, ino: int) -> str | None:
 class OffsetStore:
     """Loads and saves one offsets file; holds its lock between `open()` and `close()`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, epoch: str | None = None) -> None:
         self.path = Path(path)
+        #: a fixed epoch for a new offsets file (one-shot ingest, where the offsets are
+        #: throwaway but re-ingesting the same file must give the same ids)
+        self.fixed_epoch = epoch
         self._lock_fd: int | None = None
 
     def open(self) -> OffsetState:
@@ -150,7 +153,7 @@ class OffsetStore:
         if state is None:
             # saved before any record is read: the epoch is part of every id and must
             # be the same after a crash
-            state = OffsetState(secrets.token_hex(6), {}, {})
+            state = OffsetState(self.fixed_epoch or secrets.token_hex(6), {}, {})
             self.save(state)
         return state
 

@@ -75,7 +75,10 @@ def build_collector(
     if d.type == "file":
         from hcm_soc.collectors.filetail import FileTailCollector
 
-        return FileTailCollector(d, sink, state_dir=state_dir, follow=follow, progress=progress)
+        # one-shot reads use throwaway offsets and a fixed epoch: re-ingesting the same
+        # file (same device and inode) yields the same ids, so nothing is stored twice
+        epoch = None if follow else "ingest"
+        return FileTailCollector(d, sink, state_dir=state_dir, follow=follow, progress=progress, epoch=epoch)
     if d.type == "evtx":
         return _EvtxOnce(d, sink, progress)
     raise ValueError(f"source type {d.type} is served by the HTTP ingest server, not by a collector thread")
