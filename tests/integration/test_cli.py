@@ -143,3 +143,25 @@ def test_ingest_rejects_an_unknown_format(external: dict[str, str], tmp_path: Pa
     r = hcm("ingest", "--format", "cef", str(tmp_path), env=external)
     assert r.returncode == 2
     assert "expected one of" in r.stderr and "syslog" in r.stderr
+
+
+def test_ingest_evtx_recordings(external: dict[str, str], es: Elasticsearch) -> None:
+    corpus = Path(
+        os.environ.get(
+            "HCM_SOC_EVTX_DIR", Path(__file__).resolve().parents[3] / "shared/corpus/evtx-attack-samples"
+        )
+    )
+    files = sorted(corpus.glob("Execution/*.evtx"))[:3]
+    if not files:
+        pytest.skip(f"EVTX corpus not found at {corpus} (set HCM_SOC_EVTX_DIR)")
+    r = hcm("ingest", "--format", "evtx", "--json", *map(str, files), env=external)
+    assert r.returncode == 0, r.stderr
+    counters = json.loads(r.stdout)
+    assert counters["parsed"] > 0 and counters["parse_failures"] == 0
+    index = counters["index"]
+    es.indices.refresh(index=index)
+    assert es.count(index=index)["count"] == counters["sent"] > 0
+    doc = es.search(index=index, size=1)["hits"]["hits"][0]["_source"]
+    assert doc["winlog"]["channel"] and doc["event"]["code"] and doc["host"]["name"]
+    again = json.loads(hcm("ingest", "--format", "evtx", "--json", *map(str, files), env=external).stdout)
+    assert again["sent"] == 0 and again["duplicates"] == counters["sent"]
