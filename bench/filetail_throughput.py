@@ -1,6 +1,6 @@
 """Throughput of FileTailCollector into a Sink that only counts (no parsing, no Elasticsearch).
 
-    .venv/bin/python bench/filetail_throughput.py [LINES]   (default 1,000,000)
+.venv/bin/python bench/filetail_throughput.py [LINES]   (default 1,000,000)
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ What it guarantees:
   being read again as a new file.
 - partial last lines wait for their end (emitted at the end of a one-shot read);
   over-long lines are cut at 1 MiB and tagged `_truncated`; bytes that do not
-  decode are replaced and counted, never fatal.
+  decode are replaced and counted, never fatal. Splitting bytes into lines and
+  multi-line records is `lines.py`'s job; this module finds and reads the files.
 """
 
 from __future__ import annotations
@@ -34,22 +35,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hcm_soc.collectors import offsets
-from hcm_soc.collectors.base import RawRecord, Sink
+from hcm_soc.collectors.base import Sink
+from hcm_soc.collectors.lines import LineSplitter, LineState
 from hcm_soc.collectors.offsets import OffsetState, OffsetStore, StreamState
 from hcm_soc.errors import HcmSocError
-from hcm_soc.parsers.base import TRUNCATED_TAG
 
 if TYPE_CHECKING:
     from hcm_soc.collectors.definition import SourceDefinition
 
 log = logging.getLogger(__name__)
 
-MAX_LINE = 1 << 20  # longer lines are cut here and tagged _truncated
 _CHUNK = 1 << 20
 # one file is read for at most this long (or this many bytes) per round, so that scans,
 # which see rotations and new files, still run while a backlog is read
@@ -62,7 +61,6 @@ _ORPHAN_RETENTION = 86400.0  # truncated content waits this long for its copy
 _PROGRESS_MIN = 8 << 20
 _PROGRESS_EVERY = 5.0
 _COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4", ".z")
-_TRUNC = (TRUNCATED_TAG,)
 
 
 @dataclass(slots=True)
@@ -97,13 +95,7 @@ class _Tail:
     st: StreamState
     pos: int  # next byte to read
     fd: int | None = None
-    buf: bytes = b""  # an incomplete line, starting at pos - len(buf)
-    skip_from: int | None = None  # start of an over-long line whose rest is being skipped
-    ml_start: int = 0
-    ml_lines: list[str] = field(default_factory=list)
-    ml_cut: bool = False
-    ml_last: float = 0.0
-    ml_received: datetime | None = None
+    lines: LineState = field(default_factory=LineState)  # bytes read but not yet handed on
     attached: bool = False  # found by the path patterns in the last scan
     size: int = -1
     mtime_ns: int = -1
@@ -114,18 +106,11 @@ class _Tail:
 
     def safe_offset(self) -> int:
         """Every byte before this one has been handed to the sink."""
-        if self.ml_lines:
-            return self.ml_start
-        if self.skip_from is not None:
-            return self.skip_from
-        return self.pos - len(self.buf)
+        return self.lines.safe_offset(self.pos)
 
     def reset(self, pos: int) -> None:
         self.pos = pos
-        self.buf = b""
-        self.skip_from = None
-        self.ml_lines = []
-        self.ml_cut = False
+        self.lines.reset()
         self.progress = None
 
 
@@ -155,32 +140,35 @@ class FileTailCollector:
         self.checkpoint_interval = checkpoint_interval
         self._progress_cb = progress
         self._clock = clock
+        self._stats = FileTailStats()
         try:
-            self._encoding = codecs.lookup(self.spec.encoding).name
+            encoding = codecs.lookup(self.spec.encoding).name
         except LookupError:
             raise HcmSocError(
                 f"source {definition.name!r}: unknown file.encoding {self.spec.encoding!r} (e.g. utf-8, cp1258, latin-1)"
             ) from None
-        if "\n".encode(self._encoding) != b"\n":
+        if "\n".encode(encoding) != b"\n":
             raise HcmSocError(
                 f"source {definition.name!r}: file.encoding {self.spec.encoding!r} does not write a newline as the "
                 "single byte 0x0A, so lines cannot be found; use an ASCII-compatible encoding (utf-8, cp1258, latin-1)"
             )
-        self._utf8 = self._encoding == "utf-8"
-        self._ml = self.spec.multiline
-        self._ml_re: re.Pattern[str] | None = None
-        if self._ml is not None:
-            try:
-                self._ml_re = re.compile(self._ml.start)
-            except re.error as e:
-                raise HcmSocError(
-                    f"source {definition.name!r}: file.multiline.start is not a valid regex: {e}"
-                ) from None
+        try:
+            self._split = LineSplitter(
+                sink,
+                self._stats,
+                encoding=encoding,
+                multiline=self.spec.multiline,
+                id_prefix=f"file:{definition.name}:",
+                clock=clock,
+            )
+        except re.error as e:
+            raise HcmSocError(
+                f"source {definition.name!r}: file.multiline.start is not a valid regex: {e}"
+            ) from None
         self.offsets_path = self.spec.offsets_file or Path(state_dir) / "offsets" / f"{definition.name}.json"
         self._store = OffsetStore(self.offsets_path, epoch)
         self._state: OffsetState | None = None
         self._tails: dict[str, _Tail] = {}
-        self._stats = FileTailStats()
         self._followed: set[str] = set()
         self._open_files = 0
         self._dirty = False  # records emitted or positions moved since the last save
@@ -188,7 +176,6 @@ class FileTailCollector:
         self._last_checkpoint = clock()
         self._first_scan = True
         self._warned: set[str] = set()
-        self._id_prefix = f"file:{definition.name}:"
 
     # -- public API ------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -370,8 +357,8 @@ class FileTailCollector:
         self._log(
             logging.WARNING, "file truncated; reading it again from the start", path=t.st.path, offset=t.pos
         )
-        if t.ml_lines:
-            self._ml_emit(t)  # complete lines; a partial line is left for the copy to finish
+        # complete lines; a partial line is left for the copy to finish
+        self._dirty |= self._split.end_record(t.lines, t.st.path, t.st.origin)
         self._close_fd(t)
         t.st.offset = t.safe_offset()
         t.reset(t.st.offset)
@@ -556,107 +543,18 @@ class FileTailCollector:
     def _consume(self, t: _Tail, data: bytes) -> None:
         end = t.pos + len(data)
         t.pos = end
-        if t.skip_from is not None:
-            nl = data.find(b"\n")
-            if nl < 0:
-                return
-            data = data[nl + 1 :]
-            t.skip_from = None
-        if t.buf:
-            data = t.buf + data
-        parts = data.split(b"\n")
-        rest = parts.pop()
-        if parts:
-            self._lines(t, end - len(data), parts)
-        if len(rest) > MAX_LINE:
-            off = end - len(rest)
-            t.buf = b""
-            self._lines(t, off, [rest])  # emitted cut now; the rest of the line is skipped
-            t.skip_from = off
-        else:
-            t.buf = rest
-
-    def _lines(self, t: _Tail, off: int, parts: list[bytes]) -> None:
-        """Complete lines starting at byte `off`: decode, then emit or gather into records."""
-        enc = self._encoding
-        received = datetime.now(UTC)
-        path = t.st.path
-        prefix = f"{self._id_prefix}{t.st.origin}:"
-        handle = self.sink.handle
-        multiline = self._ml is not None
-        now = self._clock()
-        records = errors = 0
-        s = self._stats
-        s.lines += len(parts)
-        self._dirty = True
-        for raw in parts:
-            start = off
-            off += len(raw) + 1
-            cut = len(raw) > MAX_LINE
-            if cut:
-                raw = _cut(raw, self._utf8)
-                s.long_lines += 1
-            if raw[-1:] == b"\r":
-                raw = raw[:-1]
-            try:
-                text = raw.decode(enc)
-            except UnicodeDecodeError:
-                text = raw.decode(enc, "replace")
-                errors += 1
-            if start == 0 and text[:1] == "\ufeff":
-                text = text[1:]  # byte order mark
-            if multiline:
-                self._ml_line(t, start, text, cut, now, received)
-            elif text:
-                fields = {"log": {"file": {"path": path}, "offset": start}}
-                handle(RawRecord(text, prefix + str(start), received, fields, _TRUNC if cut else ()))
-                records += 1
-        s.records += records
-        s.decode_errors += errors
-
-    def _ml_line(self, t: _Tail, off: int, text: str, cut: bool, now: float, received: datetime) -> None:
-        assert self._ml is not None and self._ml_re is not None
-        if t.ml_lines and self._ml_re.search(text) is None:
-            t.ml_lines.append(text)
-            t.ml_cut |= cut
-            t.ml_last = now
-            if len(t.ml_lines) >= self._ml.max_lines:
-                self._ml_emit(t)
-            return
-        if t.ml_lines:
-            self._ml_emit(t)
-        if not text:
-            return  # a blank line between records
-        t.ml_start, t.ml_lines, t.ml_cut, t.ml_last, t.ml_received = off, [text], cut, now, received
-        if self._ml.max_lines == 1:
-            self._ml_emit(t)
-
-    def _ml_emit(self, t: _Tail) -> None:
-        lines, start, received = t.ml_lines, t.ml_start, t.ml_received or datetime.now(UTC)
-        fields = {"log": {"file": {"path": t.st.path}, "offset": start}}
-        id_key = f"{self._id_prefix}{t.st.origin}:{start}"
-        self.sink.handle(RawRecord("\n".join(lines), id_key, received, fields, _TRUNC if t.ml_cut else ()))
-        t.ml_lines = []
-        t.ml_cut = False
-        self._dirty = True
-        self._stats.records += 1
-        if len(lines) > 1:
-            self._stats.multiline_records += 1
+        self._dirty = True  # set first: a sink failure halfway still leaves the round to checkpoint
+        self._split.consume(t.lines, end, data, t.st.path, t.st.origin)
 
     def _drain(self, t: _Tail) -> None:
         """The stream ends here: emit the line without newline and the pending record."""
-        if t.buf:
-            raw, t.buf = t.buf, b""
-            self._lines(t, t.pos - len(raw), [raw])
-        t.skip_from = None
-        if t.ml_lines:
-            self._ml_emit(t)
+        self._dirty |= self._split.drain(t.lines, t.pos, t.st.path, t.st.origin)
 
     def _expire(self) -> None:
         now = self._clock()
         for t in list(self._tails.values()):
-            if self._ml is not None and t.ml_lines and now - t.ml_last >= self._ml.timeout:
-                self._ml_emit(t)
+            if self._split.expire(t.lines, now, t.st.path, t.st.origin):
+                self._dirty = True
                 # where a record ended depended on timing: save it before a re-read could decide otherwise
                 self._force = True
             if t.fd is None or not self.follow:
@@ -673,15 +571,5 @@ class FileTailCollector:
                     if deleted:
                         del self._tails[t.st.origin]
                     self._force = True
-            elif (
-                now - t.idle_since >= _CLOSE_INACTIVE and not t.buf and not t.ml_lines and t.skip_from is None
-            ):
+            elif now - t.idle_since >= _CLOSE_INACTIVE and t.lines.empty:
                 self._close_fd(t)
-
-
-def _cut(raw: bytes, utf8: bool) -> bytes:
-    end = MAX_LINE
-    if utf8:  # never split a character: step back over continuation bytes
-        while end > MAX_LINE - 4 and raw[end] & 0xC0 == 0x80:
-            end -= 1
-    return raw[:end]

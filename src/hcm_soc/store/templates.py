@@ -415,7 +415,9 @@ def uninstall(client: Elasticsearch, names: IndexNames) -> None:
     except ApiError as e:
         log.debug("data streams not deleted", extra={"prefix": p, "error": str(e)})
     resolved = client.indices.resolve_index(name=f"{p}-*", expand_wildcards="all")
-    write_indices = {ds["backing_indices"][-1] for ds in resolved.get("data_streams", []) if ds["backing_indices"]}
+    write_indices = {
+        ds["backing_indices"][-1] for ds in resolved.get("data_streams", []) if ds["backing_indices"]
+    }
     for ix in resolved.get("indices", []):
         if ix["name"] in write_indices:
             continue

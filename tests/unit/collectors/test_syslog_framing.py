@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from hcm_soc.collectors.syslog import Frame, FrameDecoder, format_peer, parse_listen
+from hcm_soc.collectors.syslog import format_peer, parse_listen
+from hcm_soc.collectors.syslog_framing import Frame, FrameDecoder
 
 MSG1 = b"<34>1 2026-11-25T08:00:00+07:00 web-01 sshd 4711 - - Failed password for root from 10.0.0.5"
 MSG2 = b"<38>Nov 25 08:00:01 web-01 sshd[4712]: Accepted publickey for deploy from 10.0.0.6 port 50022 ssh2"

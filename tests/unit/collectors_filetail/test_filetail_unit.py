@@ -18,7 +18,8 @@ import pytest
 
 from hcm_soc.collectors.base import RawRecord
 from hcm_soc.collectors.definition import FileInput, MultilineSpec, SourceDefinition
-from hcm_soc.collectors.filetail import MAX_LINE, FileTailCollector
+from hcm_soc.collectors.filetail import FileTailCollector
+from hcm_soc.collectors.lines import MAX_LINE
 from hcm_soc.errors import HcmSocError
 
 VI = "Đăng nhập thất bại cho người dùng Nguyễn Văn Bình từ 10.0.0.5"
