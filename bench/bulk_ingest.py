@@ -22,7 +22,12 @@ goal is writer >= 80 % of ceiling. Progress goes to stderr, the summary to
 stdout (`--json` for a JSON object instead). Exit status 1 when a verification fails.
 
 Before both, `--warmup` events (default 100,000) go unmeasured to a third
-stream, so that neither measurement pays for a cold JVM.
+stream, so that neither measurement pays for a cold JVM, and before each one
+the script waits until no merge is running.
+
+The CPU use of the whole machine during each measurement is reported, split
+into this process, the local node and other processes: when other processes
+take more than a little, the numbers are flagged as unreliable.
 """
 
 from __future__ import annotations
@@ -123,10 +128,8 @@ def peak_rss_mib() -> float:
 def cpu_seconds(es_pid: int | None) -> tuple[float, float, float, float]:
     """CPU seconds so far: (machine busy, machine capacity, this process, the local node)."""
     tick = os.sysconf("SC_CLK_TCK")
-    with open("/proc/stat") as f:
-        jiffies = [
-            int(x) for x in f.readline().split()[1:9]
-        ]  # user nice system idle iowait irq softirq steal
+    with open("/proc/stat") as f:  # cpu  user nice system idle iowait irq softirq steal ...
+        jiffies = [int(x) for x in f.readline().split()[1:9]]
     total = sum(jiffies)
     own = os.times()
     es = 0

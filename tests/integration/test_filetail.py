@@ -282,8 +282,15 @@ def test_kill_9_mid_file_then_restart_stores_every_line_once(
     with open(log, "rb") as f:
         lines_before = f.read(at_kill).count(b"\n")
     index = installed.events("syslog")
-    es.indices.refresh(index=index)
-    stored_at_kill = int(es.count(index=index)["count"])
+    # a bulk request sent just before the kill may still be indexing: wait until the
+    # count stops moving (three equal readings), bounded by a deadline
+    readings: list[int] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (len(readings) < 3 or len(set(readings[-3:])) > 1):
+        es.indices.refresh(index=index)
+        readings.append(int(es.count(index=index)["count"]))
+        time.sleep(0.5)
+    stored_at_kill = readings[-1]
     # everything before the saved offset was flushed before it was saved
     assert stored_at_kill >= lines_before
 
