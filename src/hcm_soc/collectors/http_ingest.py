@@ -520,16 +520,25 @@ class _Handler(BaseHTTPRequestHandler):
             if size == 0:
                 while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
                     pass  # trailers are ignored
+                if total > limit:
+                    raise self._too_large(limit)
                 return b"".join(parts)
             total += size
             if total > limit:
-                raise HttpError(
-                    413,
-                    f"chunked body is larger than this source's {limit} bytes; send smaller batches",
-                    close=True,
-                )
-            parts.append(self._read_exact(size))
+                # keep reading (and discarding) a bounded amount so that a client still
+                # sending sees the 413 instead of a broken pipe (a lingering close)
+                if total > 4 * limit + (1 << 20):
+                    raise self._too_large(limit)
+                self._read_exact(size)
+            else:
+                parts.append(self._read_exact(size))
             self.rfile.readline(8)  # CRLF after the chunk
+
+    @staticmethod
+    def _too_large(limit: int) -> HttpError:
+        return HttpError(
+            413, f"chunked body is larger than this source's {limit} bytes; send smaller batches", close=True
+        )
 
     # -- answers ---------------------------------------------------------------
     def _fail(self, e: HttpError) -> None:
