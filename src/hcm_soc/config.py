@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hcm_soc.errors import ConfigError
+from hcm_soc.userfiles import check_timezone, key_lines
 
 ENV_PREFIX = "HCM_SOC_"
 #: Variables with our prefix that are not settings (read by tests, CI or the launcher).
@@ -165,13 +166,7 @@ class Settings(_Group):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"expected an IANA time zone such as Asia/Ho_Chi_Minh, got {v!r}") from None
-        return v
+        return check_timezone(v)
 
     @property
     def state_dir(self) -> Path:
@@ -207,23 +202,6 @@ def setting_names() -> dict[str, str]:
     return names
 
 
-def _yaml_lines(text: str) -> dict[str, int]:
-    """Dotted key -> 1-based line of that key in a YAML mapping document."""
-    lines: dict[str, int] = {}
-
-    def walk(node: yaml.Node, prefix: str) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                key = f"{prefix}{k.value}"
-                lines[key] = k.start_mark.line + 1
-                walk(v, key + ".")
-
-    root = yaml.compose(text)
-    if root is not None:
-        walk(root, "")
-    return lines
-
-
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     head, _, rest = dotted.partition(".")
     if rest:
@@ -252,7 +230,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: Path | str 
         try:
             text = p.read_text(encoding="utf-8")
             loaded = yaml.safe_load(text) or {}
-            yaml_lines = _yaml_lines(text)
+            yaml_lines = key_lines(text)
         except FileNotFoundError:
             raise ConfigError([f"configuration file {p} (HCM_SOC_CONFIG): the file does not exist"]) from None
         except yaml.YAMLError as e:

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hcm_soc.errors import HcmSocError, SourceLocation
+from hcm_soc.userfiles import check_timezone, key_lines
 
 
 class DefinitionError(HcmSocError):
@@ -116,11 +117,7 @@ class SourceDefinition(_Strict):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"expected an IANA time zone such as Asia/Ho_Chi_Minh, got {v!r}") from None
-        return v
+        return check_timezone(v)
 
     @model_validator(mode="after")
     def _section(self) -> SourceDefinition:
@@ -141,22 +138,6 @@ class SourceDefinition(_Strict):
         return ZoneInfo(self.timezone)
 
 
-def _lines(text: str) -> dict[str, int]:
-    lines: dict[str, int] = {}
-
-    def walk(node: yaml.Node, prefix: str) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                key = f"{prefix}{k.value}"
-                lines[key] = k.start_mark.line + 1
-                walk(v, key + ".")
-
-    root = yaml.compose(text)
-    if root is not None:
-        walk(root, "")
-    return lines
-
-
 def load_definition(
     path: Path, known_formats: set[str] | None = None, *, check_paths: bool = True
 ) -> SourceDefinition:
@@ -166,7 +147,7 @@ def load_definition(
     try:
         text = path.read_text(encoding="utf-8")
         data = yaml.safe_load(text)
-        lines = _lines(text)
+        lines = key_lines(text)
     except FileNotFoundError:
         raise DefinitionError([(SourceLocation(str(path)), "file does not exist")]) from None
     except yaml.YAMLError as e:
