@@ -167,3 +167,26 @@ def test_unreachable_cluster_spools_then_replays_in_order(
     assert up.stats()["replayed"] == 200
     assert reopened.empty
     assert _count(es, index) == 200
+
+
+def test_full_spool_pushes_back_and_keeps_the_batch(installed: IndexNames, tmp_path: Path) -> None:
+    """With Elasticsearch down and the spool full, the caller gets SpoolFullError and no event is lost."""
+    import pytest
+
+    from hcm_soc.config import load_settings
+    from hcm_soc.errors import SpoolFullError
+    from hcm_soc.store.client import make_client
+    from tests.conftest import free_port
+
+    dead = make_client(load_settings(env={}), urls=[f"http://127.0.0.1:{free_port()}"])
+    spool = Spool(tmp_path / "spool", 30_000)
+    writer = BulkWriter(dead, installed, spool=spool, flush_interval=None, max_docs=50, max_retries=0)
+    index = installed.events("syslog.test")
+    with pytest.raises(SpoolFullError, match="spool_max_bytes=30000"):
+        for i in range(1000):
+            writer.add(index, _event(i), id_key=f"s:{i}")
+        writer.flush()
+    assert not writer.replay()  # waits for the sender; Elasticsearch is still down
+    stats = writer.stats()
+    assert stats["spooled"] == spool.pending_docs > 0
+    assert stats["spooled"] + stats["buffered"] == stats["added"]

@@ -11,7 +11,12 @@
   are replayed, oldest first and before any newer batch, when it answers again;
 - counters (`stats()`) and structured log lines say what happened.
 
-One lock serialises sending, which keeps batches in order.
+Sending happens on one sender thread, so that building the next batch overlaps
+with Elasticsearch indexing the previous one (one batch in flight, one waiting:
+`add` blocks beyond that, which is the back pressure collectors need). A single
+sender keeps batches in order. Errors on the sender (spool full, no spool and
+Elasticsearch down) are raised to the caller on its next `add` or `flush`, and the
+batch concerned is kept in memory and sent first next time.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -100,9 +106,17 @@ class BulkWriter:
         self._buffer: list[Op] = []
         self._buffer_bytes = 0
         self._buffer_since = 0.0
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the buffer (callers' side)
+        self._send_lock = threading.Lock()  # sending, the spool, counters of the sender
+        self._queue: queue.Queue[list[Op] | None] = queue.Queue(maxsize=1)
+        self._held: list[Op] = []  # neither delivered nor spooled: sent first next time
+        self._in_flight = 0  # documents handed to the sender and not yet settled
+        self._in_flight_lock = threading.Lock()  # not self._lock: a caller blocked in put() holds that
+        self._error: Exception | None = None
         self._next_probe = 0.0
         self._closed = False
+        self._sender = threading.Thread(target=self._send_loop, name="hcm-bulk-sender", daemon=True)
+        self._sender.start()
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
         if flush_interval:
@@ -150,16 +164,21 @@ class BulkWriter:
         Elasticsearch, in the dead-letter stream, or durably spooled."""
         with self._lock:
             self._flush_locked()
+        self._queue.join()
+        with self._send_lock:
+            self._drain_spool()
+        self._raise_pending()
 
     def replay(self) -> bool:
         """Try to empty the spool now; True when it is empty afterwards."""
-        with self._lock:
+        self._queue.join()
+        with self._send_lock:
             return self._drain_spool(force=True)
 
     def stats(self) -> dict[str, int]:
         with self._lock:
             out = asdict(self._stats)
-            out["buffered"] = len(self._buffer)
+            out["buffered"] = len(self._buffer) + len(self._held) + self._in_flight
             out["spool_segments"] = len(self.spool) if self.spool else 0
             out["spool_docs"] = self.spool.pending_docs if self.spool else 0
             return out
@@ -170,8 +189,12 @@ class BulkWriter:
         self._stop.set()
         if self._timer is not None:
             self._timer.join(timeout=5)
-        self.flush()
-        self._closed = True
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            self._queue.put(None)
+            self._sender.join(timeout=30)
         log.info("bulk writer closed", extra={"stats": self.stats()})
 
     def __enter__(self) -> BulkWriter:
@@ -185,27 +208,57 @@ class BulkWriter:
         assert self.flush_interval
         while not self._stop.wait(self.flush_interval / 2):
             try:
+                if self._error is not None:
+                    continue  # leave it for the caller to see
                 with self._lock:
                     if self._buffer and time.monotonic() - self._buffer_since >= self.flush_interval:
                         self._flush_locked()
-                    elif self.spool is not None and not self.spool.empty:
+                if self.spool is not None and not self.spool.empty and self._queue.empty():
+                    with self._send_lock:
                         self._drain_spool()
             except Exception:  # isolation boundary: the timer must survive any one failure
                 log.exception("bulk writer background flush failed")
 
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
     def _flush_locked(self) -> None:
-        if not self._buffer:
-            self._drain_spool()
+        """Hand the buffer to the sender (blocks while it has one batch waiting)."""
+        self._raise_pending()
+        if not self._buffer and not self._held:
             return
         ops, self._buffer, self._buffer_bytes = self._buffer, [], 0
+        with self._in_flight_lock:
+            self._in_flight += len(ops)
+        self._queue.put(ops)
+
+    def _send_loop(self) -> None:
+        while True:
+            ops = self._queue.get()
+            try:
+                if ops is None:
+                    return
+                with self._send_lock:
+                    self._send_batch(ops)
+            except Exception as e:  # isolation boundary: handed to the caller, batch held
+                self._error = e
+            finally:
+                if ops is not None:
+                    with self._in_flight_lock:
+                        self._in_flight -= len(ops)
+                self._queue.task_done()
+
+    def _send_batch(self, ops: list[Op]) -> None:
+        ops, self._held = self._held + ops, []
         if self.spool is not None and not self._drain_spool():
             self._to_spool(ops)  # older batches are still waiting: keep the order
             return
         undelivered = self._deliver(ops)
         if undelivered:
             if self.spool is None:
-                self._buffer = undelivered + self._buffer
-                self._buffer_bytes = sum(len(a) + len(d) + 2 for a, d in self._buffer)
+                self._held = undelivered
                 raise HcmSocError(
                     f"Elasticsearch is unreachable and no spool is configured; {len(undelivered)} events kept in memory"
                 )
@@ -216,8 +269,7 @@ class BulkWriter:
         try:
             self.spool.append(_payload(ops), len(ops))
         except SpoolFullError:
-            self._buffer = ops + self._buffer  # keep them: the caller must slow down
-            self._buffer_bytes = sum(len(a) + len(d) + 2 for a, d in self._buffer)
+            self._held = ops + self._held  # keep them: the caller must slow down
             raise
         self._stats.spooled += len(ops)
         log.warning(
