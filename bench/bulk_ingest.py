@@ -1,6 +1,6 @@
 """Bulk ingest benchmark: the BulkWriter against the raw `_bulk` ceiling of this machine.
 
-    .venv/bin/python bench/bulk_ingest.py [--events N] [--url URL] [--warmup N] [--json]
+    .venv/bin/python bench/bulk_ingest.py [--events N] [--url URL] [--warmup N] [--rounds R] [--json]
 
 Elasticsearch is `--url`, else the `es.url` setting (HCM_SOC_ES_URL); without
 either, the script starts its own local development node (heap 2g) on a free
@@ -27,7 +27,11 @@ the script waits until no merge is running.
 
 The CPU use of the whole machine during each measurement is reported, split
 into this process, the local node and other processes: when other processes
-take more than a little, the numbers are flagged as unreliable.
+take more than a little, the numbers are flagged as unreliable. On a shared
+machine, `--rounds R` cuts the events into R slices and measures writer and
+ceiling slice by slice, alternating which goes first, so that both see the
+same conditions (the default, 1, is: all events through the writer, then all
+through the ceiling).
 """
 
 from __future__ import annotations
@@ -140,24 +144,34 @@ def cpu_seconds(es_pid: int | None) -> tuple[float, float, float, float]:
 
 
 class Window:
-    """Wall time and the machine's CPU use (whole machine = 100 %) between `start` and `stop`."""
+    """Wall time and the machine's CPU use (whole machine = 100 %), summed over start/stop intervals."""
 
     def __init__(self, es_pid: int | None) -> None:
         self.es_pid = es_pid
-        self.t0 = 0.0
-        self.c0 = (0.0, 0.0, 0.0, 0.0)
+        self.seconds = 0.0
+        self.cpu = [0.0, 0.0, 0.0, 0.0]
+        self._t0 = 0.0
+        self._c0 = (0.0, 0.0, 0.0, 0.0)
 
     def start(self) -> None:
-        self.c0 = cpu_seconds(self.es_pid)
-        self.t0 = time.perf_counter()
+        self._c0 = cpu_seconds(self.es_pid)
+        self._t0 = time.perf_counter()
 
-    def stop(self) -> tuple[float, dict[str, float]]:
-        seconds = time.perf_counter() - self.t0
-        busy, capacity, own, es = (b - a for a, b in zip(self.c0, cpu_seconds(self.es_pid), strict=True))
+    def stop(self) -> None:
+        self.seconds += time.perf_counter() - self._t0
+        for k, (a, b) in enumerate(zip(self._c0, cpu_seconds(self.es_pid), strict=True)):
+            self.cpu[k] += b - a
+
+    def running_seconds(self) -> float:
+        """Seconds so far, the current interval included."""
+        return self.seconds + time.perf_counter() - self._t0
+
+    def cpu_percent(self) -> dict[str, float]:
+        busy, capacity, own, es = self.cpu
         cpu = {"machine_busy": busy, "bench": own}
         if self.es_pid is not None:
             cpu |= {"elasticsearch": es, "other_processes": max(0.0, busy - own - es)}
-        return seconds, {k: round(100 * v / capacity, 1) for k, v in cpu.items()}
+        return {k: round(100 * v / capacity, 1) for k, v in cpu.items()}
 
 
 @contextlib.contextmanager
@@ -225,13 +239,14 @@ def generate_events(n: int, seed: int = 20261125) -> list[Doc]:
     return events
 
 
-def serialise_batches(index: str, events: list[Doc]) -> Iterator[tuple[int, bytes]]:
-    """(document count, NDJSON `_bulk` body) per batch of BATCH `create` actions with deterministic ids."""
+def serialise_batches(index: str, events: list[Doc], first: int = 0) -> Iterator[tuple[int, bytes]]:
+    """(document count, NDJSON `_bulk` body) per batch of BATCH `create` actions; the ids are those
+    the writer gives event number `first + k`."""
     prefix = b'{"create":{"_index":"%s","_id":"' % index.encode()
     for start in range(0, len(events), BATCH):
         chunk = events[start : start + BATCH]
         body = b"".join(
-            b'%s%s"}}\n%s\n' % (prefix, make_id(f"bench:{start + k}").encode(), orjson.dumps(doc))
+            b'%s%s"}}\n%s\n' % (prefix, make_id(f"bench:{first + start + k}").encode(), orjson.dumps(doc))
             for k, doc in enumerate(chunk)
         )
         yield len(chunk), body
@@ -253,7 +268,8 @@ def count(client: Elasticsearch, index: str) -> int:
 
 
 def settle(client: Elasticsearch, names: IndexNames, timeout: float = 300.0) -> None:
-    """Wait until no merge runs on our streams, so one phase's background work does not slow the next."""
+    """Wait until no merge runs on our streams, so one measurement's background work does not slow
+    the next."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         stats = client.indices.stats(index=names.events_pattern, metric="merge")
@@ -263,36 +279,23 @@ def settle(client: Elasticsearch, names: IndexNames, timeout: float = 300.0) -> 
     progress(f"merges still running after {timeout:.0f} s; measuring anyway")
 
 
-def run_writer(
-    client: Elasticsearch, names: IndexNames, events: list[Doc], window: Window
-) -> tuple[Phase, dict[str, int]]:
-    index = names.events(WRITER_DATASET)
-    writer = BulkWriter(client, names, max_docs=BATCH)
-    progress(f"writer: adding {len(events):,} events to {index}")
-    window.start()
-    for i, doc in enumerate(events):
-        writer.add(index, doc, id_key=f"bench:{i}")
-        if (i + 1) % PROGRESS_EVERY == 0:
-            progress(f"writer: {i + 1:,} added ({(i + 1) / (time.perf_counter() - window.t0):,.0f} docs/s)")
-    writer.close()
-    seconds, cpu = window.stop()
-    stats = writer.stats()
-    indexed = count(client, index)
-    ok = indexed == len(events) and stats["sent"] == len(events)
-    return Phase(seconds, len(events) / seconds, indexed, ok, cpu), stats
-
-
-def post_batches(client: Elasticsearch, batches: Iterable[tuple[int, bytes]], label: str) -> None:
-    """POST the `_bulk` bodies back to back."""
-    posted = 0
-    t0 = time.perf_counter()
+def post_batches(
+    client: Elasticsearch,
+    batches: Iterable[tuple[int, bytes]],
+    label: str,
+    first: int = 0,
+    window: Window | None = None,
+) -> None:
+    """POST the `_bulk` bodies back to back (they hold events number `first`..)."""
+    posted = first
     for docs, body in batches:
         resp = client.bulk(operations=body, filter_path="errors")
         if resp.get("errors"):
             raise RuntimeError(f"{label}: Elasticsearch refused documents in the batch after {posted:,}")
         posted += docs
         if posted % PROGRESS_EVERY == 0:
-            progress(f"{label}: {posted:,} posted ({posted / (time.perf_counter() - t0):,.0f} docs/s)")
+            rate = f" ({posted / window.running_seconds():,.0f} docs/s)" if window else ""
+            progress(f"{label}: {posted:,} posted{rate}")
 
 
 def warm_up(client: Elasticsearch, names: IndexNames, events: list[Doc]) -> None:
@@ -302,16 +305,63 @@ def warm_up(client: Elasticsearch, names: IndexNames, events: list[Doc]) -> None
     post_batches(client, serialise_batches(index, events), "warm-up")
 
 
-def run_ceiling(client: Elasticsearch, names: IndexNames, events: list[Doc], window: Window) -> Phase:
-    index = names.events(CEILING_DATASET)
-    progress(f"ceiling: serialising {len(events):,} events into {BATCH}-document _bulk bodies (not timed)")
-    batches = list(serialise_batches(index, events))
-    progress(f"ceiling: posting {len(batches):,} bodies to {index}")
+def writer_round(
+    client: Elasticsearch, names: IndexNames, events: list[Doc], first: int, window: Window
+) -> dict[str, int]:
+    """`add` events number `first`.. to a new BulkWriter, then `close` it; timed. Returns its stats."""
+    index = names.events(WRITER_DATASET)
+    writer = BulkWriter(client, names, max_docs=BATCH)
     window.start()
-    post_batches(client, batches, "ceiling")
-    seconds, cpu = window.stop()
-    indexed = count(client, index)
-    return Phase(seconds, len(events) / seconds, indexed, indexed == len(events), cpu)
+    for i, doc in enumerate(events, first):
+        writer.add(index, doc, id_key=f"bench:{i}")
+        if (i + 1) % PROGRESS_EVERY == 0:
+            progress(f"writer: {i + 1:,} added ({(i + 1) / window.running_seconds():,.0f} docs/s)")
+    writer.close()
+    window.stop()
+    return writer.stats()
+
+
+def ceiling_round(
+    client: Elasticsearch, names: IndexNames, events: list[Doc], first: int, window: Window
+) -> None:
+    """Serialise the events into `_bulk` bodies (not timed), then post them (timed)."""
+    batches = list(serialise_batches(names.events(CEILING_DATASET), events, first))
+    window.start()
+    post_batches(client, batches, "ceiling", first, window)
+    window.stop()
+
+
+def measure(
+    client: Elasticsearch, names: IndexNames, events: list[Doc], rounds: int, es_pid: int | None
+) -> tuple[Phase, dict[str, int], Phase]:
+    """Both measurements over all events, in `rounds` slices that alternate which path goes first."""
+    size = -(-len(events) // rounds)
+    starts = range(0, len(events), size)
+    windows = {"writer": Window(es_pid), "ceiling": Window(es_pid)}
+    stats: list[dict[str, int]] = []
+    for r, first in enumerate(starts):
+        chunk = events[first : first + size]
+        order = ["writer", "ceiling"] if r % 2 == 0 else ["ceiling", "writer"]
+        for path in order:
+            settle(client, names)
+            if path == "writer":
+                stats.append(writer_round(client, names, chunk, first, windows["writer"]))
+            else:
+                ceiling_round(client, names, chunk, first, windows["ceiling"])
+        if len(starts) > 1:
+            rates = ", ".join(f"{p} {(first + len(chunk)) / w.seconds:,.0f}" for p, w in windows.items())
+            progress(f"round {r + 1}/{len(starts)} done; docs/s so far: {rates}")
+    writer_stats = {k: sum(s[k] for s in stats) for k in stats[0]}
+    phases = []
+    for path, dataset in (("writer", WRITER_DATASET), ("ceiling", CEILING_DATASET)):
+        w = windows[path]
+        indexed = count(client, names.events(dataset))
+        phases.append(
+            Phase(w.seconds, len(events) / w.seconds, indexed, indexed == len(events), w.cpu_percent())
+        )
+    writer, ceiling = phases
+    writer.verified = writer.verified and writer_stats["sent"] == len(events)
+    return writer, writer_stats, ceiling
 
 
 # -- report --------------------------------------------------------------------
@@ -324,17 +374,15 @@ def summary(result: dict[str, Any]) -> str:
         f"  python         {m['python']}",
         f"  elasticsearch  {result['es_version']} ({result['es_where']})",
         f"  events         {result['events']:,} ({result['avg_doc_bytes']} bytes of JSON on average), "
-        f"batches of {BATCH}",
+        f"batches of {BATCH}, {result['rounds']} round(s)",
         f"  writer         {w['docs_per_s']:>10,.0f} docs/s  ({w['seconds']:.1f} s; "
         f"indexed {w['indexed']:,}, sent {result['writer_stats']['sent']:,})",
         f"  ceiling        {c['docs_per_s']:>10,.0f} docs/s  ({c['seconds']:.1f} s; "
         f"indexed {c['indexed']:,})",
         f"  ratio          {result['ratio_percent']:.1f} % of ceiling (goal >= {GOAL_PERCENT:.0f} %: "
         f"{'met' if result['goal_met'] else 'NOT met'})",
-        f"  peak RSS       {result['peak_rss_mib']:,.0f} MiB whole run; "
-        f"{result['peak_rss_writer_mib']:,.0f} MiB through the writer phase "
-        f"({result['rss_writer_start_mib']:,.0f} MiB when it started)",
-        f"                 (the pre-generated events take {result['events_rss_mib']:,.0f} MiB)",
+        f"  peak RSS       {result['peak_rss_mib']:,.0f} MiB ({result['rss_start_mib']:,.0f} MiB before the "
+        f"measurements, of which the pre-generated events {result['events_rss_mib']:,.0f} MiB)",
         f"  cpu, writer    {cpu_text(w['cpu_percent'])}",
         f"  cpu, ceiling   {cpu_text(c['cpu_percent'])}",
         f"  verified       {ok}",
@@ -343,7 +391,8 @@ def summary(result: dict[str, Any]) -> str:
     if others > NOISY_PERCENT:
         lines.append(
             f"WARNING: other processes used up to {others:.0f} % of the machine's CPU while measuring; "
-            "the rates and the ratio are not reliable (rerun on an idle machine)"
+            "the rates and the ratio are not reliable (rerun on an idle machine, or with --rounds 10 "
+            "so that both paths see the same conditions)"
         )
     return "\n".join(lines)
 
@@ -363,10 +412,16 @@ def main(argv: list[str] | None = None) -> int:
         default=100_000,
         help="events indexed unmeasured first (default 100,000; 0: none)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure in this many slices, alternating writer and ceiling (default 1: writer, then ceiling)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a summary")
     args = parser.parse_args(argv)
-    if args.events < 1 or args.warmup < 0:
-        parser.error("--events must be at least 1 and --warmup at least 0")
+    if args.events < 1 or args.warmup < 0 or not 1 <= args.rounds <= args.events:
+        parser.error("expected --events >= 1, --warmup >= 0 and 1 <= --rounds <= --events")
 
     settings = load_settings()
     machine = machine_info()
@@ -389,13 +444,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.warmup:
                 warm_up(client, names, events[: args.warmup])
                 settle(client, names)
-            writer_start_rss = rss_mib()
-            writer, writer_stats = run_writer(client, names, events, Window(es_pid))
-            writer_peak_rss = peak_rss_mib()
-            progress(f"writer: {writer.docs_per_s:,.0f} docs/s, verified: {writer.verified}")
-            settle(client, names)
-            ceiling = run_ceiling(client, names, events, Window(es_pid))
-            progress(f"ceiling: {ceiling.docs_per_s:,.0f} docs/s, verified: {ceiling.verified}")
+            start_rss = rss_mib()
+            writer, writer_stats, ceiling = measure(client, names, events, args.rounds, es_pid)
         finally:
             if external:
                 cleanup(client, names)
@@ -411,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         "avg_doc_bytes": avg_doc_bytes,
         "batch": BATCH,
         "warmup": min(args.warmup, args.events),
+        "rounds": args.rounds,
         "writer": asdict(writer),
         "writer_stats": writer_stats,
         "ceiling": asdict(ceiling),
@@ -418,8 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         "goal_percent": GOAL_PERCENT,
         "goal_met": ratio >= GOAL_PERCENT,
         "peak_rss_mib": round(peak_rss_mib()),
-        "peak_rss_writer_mib": round(writer_peak_rss),
-        "rss_writer_start_mib": round(writer_start_rss),
+        "rss_start_mib": round(start_rss),
         "events_rss_mib": round(events_rss),
     }
     print(json.dumps(result, indent=2) if args.json else summary(result))
