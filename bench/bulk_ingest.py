@@ -41,7 +41,6 @@ import contextlib
 import gc
 import json
 import os
-import platform
 import random
 import resource
 import socket
@@ -64,6 +63,7 @@ from hcm_soc.store.client import make_client
 from hcm_soc.store.localnode import LocalNode
 from hcm_soc.store.names import IndexNames
 from hcm_soc.store.templates import build_items, install, uninstall
+from machine import machine_info
 
 BATCH = 5000  # documents per _bulk request, for both paths (the writer's default max_docs)
 PROGRESS_EVERY = 100_000
@@ -100,22 +100,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    mem_kb = 0
-    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
-        mem_kb = next((int(line.split()[1]) for line in f if line.startswith("MemTotal:")), 0)
-    return {
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)),
-        "memory_gib": round(mem_kb / 1024**2, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(terse=True),
-    }
 
 
 def rss_mib() -> float:

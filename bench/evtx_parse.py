@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -32,24 +31,10 @@ import orjson
 
 from hcm_soc.parsers.base import ParseContext, ParseError
 from hcm_soc.parsers.evtx import parse_evtx_record
+from machine import machine_line
 
 _NS = "{http://schemas.microsoft.com/win/2004/08/events/event}"
 CTX = ParseContext(dataset="windows.evtx")
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()} "
-        f"({platform.python_implementation()}), {platform.system()} {platform.release()}"
-    )
 
 
 # --- python-evtx: XML -> the dict shape the Rust parser produces ---------------------------
@@ -201,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no .evtx files found", file=sys.stderr)
         return 2
     size = sum(f.stat().st_size for f in files)
-    print(f"machine: {machine()}")
+    print(f"machine: {machine_line()}")
     print(f"input:   {len(files)} files, {size / 2**20:.1f} MiB ({', '.join(args.paths)})")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     timed("evtx (Rust), 1 thread", lambda: run_rust(files, 1))

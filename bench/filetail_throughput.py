@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import sys
 import tempfile
 import threading
@@ -15,6 +13,7 @@ from pathlib import Path
 
 from hcm_soc.collectors.definition import FileInput, MultilineSpec, SourceDefinition
 from hcm_soc.collectors.filetail import FileTailCollector
+from machine import machine_line
 
 
 class CountSink:
@@ -29,16 +28,6 @@ class CountSink:
         pass
 
 
-def cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 with tempfile.TemporaryDirectory() as tmp:
     log = Path(tmp) / "access.log"
@@ -48,7 +37,7 @@ with tempfile.TemporaryDirectory() as tmp:
                 f'10.0.{i % 256}.{i % 200} - - [25/Nov/2026:10:{i % 60:02d}:00 +0700] "GET /dich-vu-cong/ho-so?id={i} HTTP/1.1" 200 {i % 5000} "-" "Mozilla/5.0"\n'
             )
     size = log.stat().st_size
-    print(f"machine: {cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"machine: {machine_line()}")
     print(f"file: {N:,} lines, {size / 2**20:.1f} MiB")
     for label, ml in (("plain", None), ("multiline", MultilineSpec(start=r"^\d"))):
         best = None

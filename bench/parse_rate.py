@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import platform
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 from hcm_soc.parsers.base import ParseContext, ParseError, SourceInfo, finish
 from hcm_soc.parsers.registry import get_parser
+from machine import machine_line
 
 SAMPLES: dict[str, list[str]] = {
     "syslog": [
@@ -60,18 +59,6 @@ OPTIONS: dict[str, dict[str, object]] = {
 }
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {len(__import__('os').sched_getaffinity(0))} cores, Python {platform.python_version()}"
-
-
 def measure(fmt: str, n: int) -> dict[str, object]:
     spec = get_parser(fmt)
     lines = SAMPLES[fmt]
@@ -107,7 +94,7 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=200_000)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    print(f"machine: {machine()}", file=sys.stderr)
+    print(f"machine: {machine_line()}", file=sys.stderr)
     results = []
     for fmt in SAMPLES:
         try:
@@ -115,7 +102,7 @@ def main() -> None:
         except ImportError as e:
             print(f"{fmt}: parser not available ({e})", file=sys.stderr)
     if args.json:
-        print(json.dumps({"machine": machine(), "results": results}, indent=2))
+        print(json.dumps({"machine": machine_line(), "results": results}, indent=2))
         return
     print(f"{'format':8} {'parse lines/s':>14} {'+envelope lines/s':>18} {'failures':>9}")
     for r in results:

@@ -35,7 +35,6 @@ import gc
 import json
 import multiprocessing
 import os
-import platform
 import random
 import resource
 import socket
@@ -63,6 +62,7 @@ from hcm_soc.store.client import make_client
 from hcm_soc.store.localnode import LocalNode
 from hcm_soc.store.names import IndexNames
 from hcm_soc.store.templates import build_items, install, uninstall
+from machine import machine_info
 
 BATCH = 5000
 GOAL_PERCENT = 60.0
@@ -89,21 +89,6 @@ _WEIGHTS = [w for w, *_ in _LINES]
 # -- environment (kept here rather than imported from bulk_ingest.py, so each script stands alone) ------
 def progress(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def machine_info() -> dict[str, Any]:
-    cpu, mem_kb = "unknown", 0
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
-        mem_kb = next((int(line.split()[1]) for line in f if line.startswith("MemTotal:")), 0)
-    return {
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)),
-        "memory_gib": round(mem_kb / 1024**2, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(terse=True),
-    }
 
 
 def peak_rss_mib() -> float:
