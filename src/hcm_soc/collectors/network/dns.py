@@ -1,0 +1,349 @@
+"""DNS metadata from raw UDP/TCP payloads, as ECS ``network.dns`` events.
+
+Responsible for decoding DNS messages with ``struct`` (no scapy in the hot path),
+pairing queries with responses Zeek-style (one event per transaction, unanswered
+queries emitted on timeout) and counting malformed messages instead of raising.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = [
+    "DnsAnswer",
+    "DnsMessage",
+    "DnsPairing",
+    "DnsQuestion",
+    "parse_dns",
+    "parse_dns_tcp",
+    "split_domain",
+]
+
+TYPE_NAMES = {
+    1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA",
+    33: "SRV", 41: "OPT", 43: "DS", 46: "RRSIG", 47: "NSEC", 48: "DNSKEY", 65: "HTTPS", 255: "ANY",
+}  # fmt: skip
+CLASS_NAMES = {1: "IN", 3: "CH", 4: "HS", 255: "ANY"}
+RCODE_NAMES = {
+    0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
+    6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE",
+}  # fmt: skip
+OPCODE_NAMES = {0: "QUERY", 1: "IQUERY", 2: "STATUS", 4: "NOTIFY", 5: "UPDATE"}
+# Second-level labels under which registrations happen (e.g. example.com.vn).
+_TWO_LEVEL_SLDS = frozenset(
+    {"com", "net", "org", "gov", "edu", "ac", "co", "info", "biz", "int", "pro", "health"}
+)
+_TWO_LEVEL_TLDS = frozenset(
+    {"vn", "uk", "au", "jp", "kr", "cn", "sg", "th", "id", "my", "nz", "br", "in", "tw"}
+)
+_MAX_POINTERS = 64  # more jumps than this in one name means a loop
+
+
+class DnsFormatError(ValueError):
+    """Internal: a message does not decode; callers of the public API never see it."""
+
+
+@dataclass(frozen=True, slots=True)
+class DnsQuestion:
+    name: str
+    qtype: int
+    qclass: int
+
+
+@dataclass(frozen=True, slots=True)
+class DnsAnswer:
+    name: str
+    rtype: int
+    rclass: int
+    ttl: int
+    data: str | None  # decoded rdata, None for types we do not decode
+    raw_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class DnsMessage:
+    id: int
+    is_response: bool
+    opcode: int
+    rcode: int
+    flags: tuple[str, ...]
+    questions: tuple[DnsQuestion, ...]
+    answers: tuple[DnsAnswer, ...]
+    authority_count: int = 0
+    additional_count: int = 0
+
+
+def _read_name(buf: bytes, offset: int) -> tuple[str, int]:
+    """Decode a possibly compressed name; returns (name, offset after the name in place)."""
+    labels: list[str] = []
+    end = -1
+    jumps = 0
+    pos = offset
+    total = 0
+    while True:
+        if pos >= len(buf):
+            raise DnsFormatError("name runs past the message")
+        length = buf[pos]
+        if length & 0xC0 == 0xC0:
+            if pos + 1 >= len(buf):
+                raise DnsFormatError("truncated pointer")
+            jumps += 1
+            if jumps > _MAX_POINTERS:
+                raise DnsFormatError("compression loop")
+            if end < 0:
+                end = pos + 2
+            pos = ((length & 0x3F) << 8) | buf[pos + 1]
+            continue
+        if length & 0xC0:
+            raise DnsFormatError("reserved label type")
+        if length == 0:
+            if end < 0:
+                end = pos + 1
+            break
+        label = buf[pos + 1 : pos + 1 + length]
+        if len(label) != length:
+            raise DnsFormatError("truncated label")
+        total += length + 1
+        if total > 255:
+            raise DnsFormatError("name too long")
+        labels.append(label.decode("utf-8", "backslashreplace"))
+        pos += 1 + length
+    return ".".join(labels), end
+
+
+def _rdata(buf: bytes, rtype: int, start: int, length: int) -> str | None:
+    rd = buf[start : start + length]
+    if rtype == 1:
+        if length != 4:
+            raise DnsFormatError("bad A length")
+        return str(ipaddress.IPv4Address(rd))
+    if rtype == 28:
+        if length != 16:
+            raise DnsFormatError("bad AAAA length")
+        return str(ipaddress.IPv6Address(rd))
+    if rtype in (2, 5, 12):
+        return _read_name(buf, start)[0]
+    if rtype == 15:
+        (pref,) = struct.unpack_from("!H", buf, start)
+        return f"{pref} {_read_name(buf, start + 2)[0]}"
+    if rtype == 16:
+        parts, pos = [], 0
+        while pos < length:
+            n = rd[pos]
+            chunk = rd[pos + 1 : pos + 1 + n]
+            if len(chunk) != n:
+                raise DnsFormatError("truncated TXT")
+            parts.append(chunk.decode("utf-8", "backslashreplace"))
+            pos += 1 + n
+        return " ".join(parts)
+    if rtype == 6:
+        mname, pos = _read_name(buf, start)
+        rname, pos = _read_name(buf, pos)
+        serial, refresh, retry, expire, minimum = struct.unpack_from("!IIIII", buf, pos)
+        return f"{mname} {rname} {serial} {refresh} {retry} {expire} {minimum}"
+    if rtype == 33:
+        prio, weight, port = struct.unpack_from("!HHH", buf, start)
+        return f"{prio} {weight} {port} {_read_name(buf, start + 6)[0]}"
+    return None
+
+
+def _parse(buf: bytes) -> DnsMessage:
+    if len(buf) < 12:
+        raise DnsFormatError("short header")
+    ident, flags, qd, an, ns, ar = struct.unpack_from("!HHHHHH", buf, 0)
+    pos = 12
+    questions = []
+    for _ in range(qd):
+        name, pos = _read_name(buf, pos)
+        if pos + 4 > len(buf):
+            raise DnsFormatError("truncated question")
+        qtype, qclass = struct.unpack_from("!HH", buf, pos)
+        pos += 4
+        questions.append(DnsQuestion(name, qtype, qclass))
+    answers = []
+    for _ in range(an):
+        name, pos = _read_name(buf, pos)
+        if pos + 10 > len(buf):
+            raise DnsFormatError("truncated record header")
+        rtype, rclass, ttl, rdlen = struct.unpack_from("!HHIH", buf, pos)
+        pos += 10
+        if pos + rdlen > len(buf):
+            raise DnsFormatError("truncated rdata")
+        answers.append(DnsAnswer(name, rtype, rclass, ttl, _rdata(buf, rtype, pos, rdlen), rdlen))
+        pos += rdlen
+    names = ("AA", 0x0400), ("TC", 0x0200), ("RD", 0x0100), ("RA", 0x0080), ("AD", 0x0020), ("CD", 0x0010)
+    return DnsMessage(
+        id=ident,
+        is_response=bool(flags & 0x8000),
+        opcode=(flags >> 11) & 0xF,
+        rcode=flags & 0xF,
+        flags=tuple(n for n, bit in names if flags & bit),
+        questions=tuple(questions),
+        answers=tuple(answers),
+        authority_count=ns,
+        additional_count=ar,
+    )
+
+
+def parse_dns(payload: bytes) -> DnsMessage | None:
+    """Decode one DNS message; None when it is malformed (never raises)."""
+    try:
+        return _parse(payload)
+    except (DnsFormatError, struct.error, ValueError, IndexError):
+        return None
+
+
+def parse_dns_tcp(stream_bytes: bytes) -> list[DnsMessage]:
+    """Decode length-prefixed DNS messages of a TCP stream; stops at the first bad or partial one."""
+    out: list[DnsMessage] = []
+    pos = 0
+    while pos + 2 <= len(stream_bytes):
+        (length,) = struct.unpack_from("!H", stream_bytes, pos)
+        chunk = stream_bytes[pos + 2 : pos + 2 + length]
+        if len(chunk) != length:
+            break
+        msg = parse_dns(chunk)
+        if msg is None:
+            break
+        out.append(msg)
+        pos += 2 + length
+    return out
+
+
+def split_domain(name: str) -> dict[str, str]:
+    """registered_domain / subdomain / top_level_domain by a last-labels heuristic (no PSL)."""
+    labels = [x for x in name.lower().rstrip(".").split(".") if x]
+    if len(labels) < 2:
+        return {}
+    take = 2
+    if len(labels) >= 3 and labels[-1] in _TWO_LEVEL_TLDS and labels[-2] in _TWO_LEVEL_SLDS:
+        take = 3
+    elif len(labels) == 2 and labels[-1] in _TWO_LEVEL_TLDS and labels[-2] in _TWO_LEVEL_SLDS:
+        return {"top_level_domain": ".".join(labels)}
+    out = {"registered_domain": ".".join(labels[-take:]), "top_level_domain": ".".join(labels[-take + 1 :])}
+    if len(labels) > take:
+        out["subdomain"] = ".".join(labels[:-take])
+    return out
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def _endpoint(ip: str, port: int) -> dict[str, Any]:
+    return {"ip": ip, "port": port}
+
+
+@dataclass(slots=True)
+class _Pending:
+    ts: float
+    query: DnsMessage
+    key: tuple[str, int, str, int, str, int]
+
+
+@dataclass(slots=True)
+class DnsPairing:
+    """Pairs queries with responses and emits one ECS event per transaction."""
+
+    on_emit: Callable[[dict[str, Any]], None]
+    timeout: float = 30.0
+    malformed: int = 0
+    _pending: dict[tuple[str, int, str, int, str, int], _Pending] = field(default_factory=dict)
+
+    def count_malformed(self) -> None:
+        """Called by the decoder when :func:`parse_dns` returned None."""
+        self.malformed += 1
+
+    def add(
+        self,
+        ts: float,
+        src_ip: str,
+        src_port: int,
+        dst_ip: str,
+        dst_port: int,
+        transport: str,
+        message: DnsMessage | None,
+    ) -> None:
+        if message is None:
+            self.malformed += 1
+            return
+        if message.is_response:
+            key = (dst_ip, dst_port, src_ip, src_port, transport, message.id)
+            pending = self._pending.pop(key, None)
+            query_ts = pending.ts if pending else ts
+            self.on_emit(self._event(query_ts, key, pending.query if pending else None, message))
+        else:
+            key = (src_ip, src_port, dst_ip, dst_port, transport, message.id)
+            previous = self._pending.pop(key, None)
+            if previous is not None:  # retransmission with the same id: emit the older one unanswered
+                self.on_emit(self._event(previous.ts, key, previous.query, None))
+            self._pending[key] = _Pending(ts, message, key)
+
+    def expire(self, now: float) -> None:
+        for key, pending in list(self._pending.items()):
+            if now - pending.ts >= self.timeout:
+                del self._pending[key]
+                self.on_emit(self._event(pending.ts, key, pending.query, None))
+
+    def flush(self) -> None:
+        for pending in self._pending.values():
+            self.on_emit(self._event(pending.ts, pending.key, pending.query, None))
+        self._pending.clear()
+
+    @staticmethod
+    def _event(
+        ts: float,
+        key: tuple[str, int, str, int, str, int],
+        query: DnsMessage | None,
+        response: DnsMessage | None,
+    ) -> dict[str, Any]:
+        main = response or query
+        assert main is not None
+        dns: dict[str, Any] = {
+            "id": main.id,
+            "op_code": OPCODE_NAMES.get(main.opcode, str(main.opcode)),
+            "header_flags": list(main.flags),
+            "type": "answer" if response else "query",
+        }
+        if response is not None:
+            dns["response_code"] = RCODE_NAMES.get(response.rcode, str(response.rcode))
+            dns["answers"] = [
+                {
+                    "name": a.name,
+                    "type": TYPE_NAMES.get(a.rtype, str(a.rtype)),
+                    "class": CLASS_NAMES.get(a.rclass, str(a.rclass)),
+                    "ttl": a.ttl,
+                    "data": a.data if a.data is not None else f"<{a.raw_length} bytes>",
+                }
+                for a in response.answers
+            ]
+            resolved = [a.data for a in response.answers if a.rtype in (1, 28) and a.data]
+            if resolved:
+                dns["resolved_ip"] = resolved
+        questions = (query or main).questions
+        if questions:
+            q = questions[0]
+            dns["question"] = {
+                "name": q.name,
+                "type": TYPE_NAMES.get(q.qtype, str(q.qtype)),
+                "class": CLASS_NAMES.get(q.qclass, str(q.qclass)),
+                **split_domain(q.name),
+            }
+        return {
+            "@timestamp": _iso(ts),
+            "event": {
+                "dataset": "network.dns",
+                "category": ["network"],
+                "type": ["protocol"],
+                "kind": "event",
+            },
+            "network": {"protocol": "dns", "transport": key[4]},
+            "source": _endpoint(key[0], key[1]),
+            "destination": _endpoint(key[2], key[3]),
+            "dns": dns,
+        }

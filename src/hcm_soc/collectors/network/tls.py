@@ -1,0 +1,470 @@
+"""TLS handshake metadata from TCP payloads, as ECS ``network.tls`` events.
+
+Responsible for reading TLS records and handshake messages with ``struct``
+(ClientHello, ServerHello, Certificate), computing JA3/JA3S/JA4 fingerprints and
+building one event per connection. Malformed bytes are counted, never raised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = [
+    "Certificate",
+    "ClientHello",
+    "ServerHello",
+    "TlsTracker",
+    "ja4",
+    "parse_certificates",
+    "parse_client_hello",
+    "parse_server_hello",
+]
+
+VERSION_NAMES = {0x0300: "3.0", 0x0301: "1.0", 0x0302: "1.1", 0x0303: "1.2", 0x0304: "1.3"}
+_JA4_VERSIONS = {0x0304: "13", 0x0303: "12", 0x0302: "11", 0x0301: "10", 0x0300: "s3", 0x0002: "s2"}
+CIPHER_NAMES = {
+    0x1301: "TLS_AES_128_GCM_SHA256", 0x1302: "TLS_AES_256_GCM_SHA384", 0x1303: "TLS_CHACHA20_POLY1305_SHA256",
+    0xC02B: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", 0xC02C: "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    0xC02F: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", 0xC030: "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    0xCCA8: "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", 0xCCA9: "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    0xC013: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", 0xC014: "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+    0xC009: "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", 0xC00A: "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+    0xC027: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256", 0xC028: "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384",
+    0x009C: "TLS_RSA_WITH_AES_128_GCM_SHA256", 0x009D: "TLS_RSA_WITH_AES_256_GCM_SHA384",
+    0x002F: "TLS_RSA_WITH_AES_128_CBC_SHA", 0x0035: "TLS_RSA_WITH_AES_256_CBC_SHA",
+    0x003C: "TLS_RSA_WITH_AES_128_CBC_SHA256", 0x000A: "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+    0x0005: "TLS_RSA_WITH_RC4_128_SHA", 0x00FF: "TLS_EMPTY_RENEGOTIATION_INFO_SCSV",
+}  # fmt: skip
+_HANDSHAKE, _CCS, _APPDATA = 22, 20, 23
+_CLIENT_HELLO, _SERVER_HELLO, _CERTIFICATE = 1, 2, 11
+_EXT_SNI, _EXT_GROUPS, _EXT_POINTS, _EXT_SIGALGS, _EXT_ALPN, _EXT_VERSIONS = 0, 10, 11, 13, 16, 43
+_MAX_BUFFER = 256 * 1024  # a handshake larger than this is not worth buffering
+
+
+def is_grease(value: int) -> bool:
+    """RFC 8701 GREASE values: 0x0a0a, 0x1a1a … 0xfafa."""
+    return (value & 0x0F0F) == 0x0A0A and (value >> 8) == (value & 0xFF)
+
+
+class _Malformed(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ClientHello:
+    version: int  # legacy_version of the hello
+    ciphers: tuple[int, ...]
+    extensions: tuple[int, ...]  # in wire order, GREASE included
+    groups: tuple[int, ...]
+    point_formats: tuple[int, ...]
+    signature_algorithms: tuple[int, ...]
+    supported_versions: tuple[int, ...]
+    server_name: str | None
+    alpn: tuple[str, ...]
+
+    @property
+    def ja3_string(self) -> str:
+        def join(values: tuple[int, ...]) -> str:
+            return "-".join(str(v) for v in values if not is_grease(v))
+
+        return ",".join(
+            [
+                str(self.version),
+                join(self.ciphers),
+                join(self.extensions),
+                join(self.groups),
+                join(self.point_formats),
+            ]
+        )
+
+    @property
+    def ja3(self) -> str:
+        return hashlib.md5(self.ja3_string.encode(), usedforsecurity=False).hexdigest()
+
+    @property
+    def max_version(self) -> int:
+        versions = [v for v in self.supported_versions if not is_grease(v)]
+        return max(versions) if versions else self.version
+
+
+@dataclass(frozen=True, slots=True)
+class ServerHello:
+    legacy_version: int
+    cipher: int
+    extensions: tuple[int, ...]
+    selected_version: int | None  # from supported_versions (TLS 1.3)
+    alpn: str | None
+
+    @property
+    def version(self) -> int:
+        return self.selected_version or self.legacy_version
+
+    @property
+    def ja3s_string(self) -> str:
+        return f"{self.legacy_version},{self.cipher},{'-'.join(str(e) for e in self.extensions)}"
+
+    @property
+    def ja3s(self) -> str:
+        return hashlib.md5(self.ja3s_string.encode(), usedforsecurity=False).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    subject: str
+    issuer: str
+    subject_cn: str | None
+    issuer_cn: str | None
+    not_before: str
+    not_after: str
+    serial: str
+
+
+def ja4(hello: ClientHello, transport: str = "t") -> str:
+    """JA4 client fingerprint (FoxIO spec): ``a_b_c``."""
+    ciphers = [c for c in hello.ciphers if not is_grease(c)]
+    exts = [e for e in hello.extensions if not is_grease(e)]
+    alpn = hello.alpn[0] if hello.alpn else ""
+    if not alpn:
+        alpn_code = "00"
+    elif alpn[0].isascii() and alpn[0].isalnum() and alpn[-1].isascii() and alpn[-1].isalnum():
+        alpn_code = alpn[0] + alpn[-1]
+    else:  # non-alphanumeric: first hex digit of the first byte, last hex digit of the last byte
+        raw = alpn.encode("utf-8", "surrogateescape").hex()
+        alpn_code = raw[0] + raw[-1]
+    part_a = (
+        f"{transport}{_JA4_VERSIONS.get(hello.max_version, '00')}{'d' if hello.server_name else 'i'}"
+        f"{min(len(ciphers), 99):02d}{min(len(exts), 99):02d}{alpn_code}"
+    )
+
+    def digest(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()[:12] if text else "000000000000"
+
+    part_b = digest(",".join(sorted(f"{c:04x}" for c in ciphers)))
+    ext_text = ",".join(sorted(f"{e:04x}" for e in exts if e not in (_EXT_SNI, _EXT_ALPN)))
+    sigs = ",".join(f"{s:04x}" for s in hello.signature_algorithms if not is_grease(s))
+    part_c = digest(f"{ext_text}_{sigs}" if sigs else ext_text) if ext_text else "000000000000"
+    return f"{part_a}_{part_b}_{part_c}"
+
+
+def _records(payload: bytes) -> tuple[list[tuple[int, bytes]], int]:
+    """Split TLS records; returns (records, bytes consumed). A partial record at the end is left."""
+    out = []
+    pos = 0
+    while pos + 5 <= len(payload):
+        ctype, major, length = payload[pos], payload[pos + 1], struct.unpack_from("!H", payload, pos + 3)[0]
+        if ctype not in (20, 21, 22, 23, 24) or major != 3 or length > 18432:
+            raise _Malformed("not a TLS record")
+        if pos + 5 + length > len(payload):
+            break
+        out.append((ctype, payload[pos + 5 : pos + 5 + length]))
+        pos += 5 + length
+    return out, pos
+
+
+def _handshakes(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
+    out = []
+    pos = 0
+    while pos + 4 <= len(data):
+        mtype = data[pos]
+        length = int.from_bytes(data[pos + 1 : pos + 4], "big")
+        if pos + 4 + length > len(data):
+            break
+        out.append((mtype, data[pos + 4 : pos + 4 + length]))
+        pos += 4 + length
+    return out, pos
+
+
+def _messages(payload: bytes) -> list[tuple[int, bytes]]:
+    """Handshake messages of a byte run of TLS records (records may split messages)."""
+    records, _ = _records(payload)
+    stream = b"".join(body for ctype, body in records if ctype == _HANDSHAKE)
+    return _handshakes(stream)[0]
+
+
+def _u16_list(data: bytes) -> tuple[int, ...]:
+    return struct.unpack(f"!{len(data) // 2}H", data[: len(data) // 2 * 2])
+
+
+def _extensions(body: bytes, pos: int) -> list[tuple[int, bytes]]:
+    if pos + 2 > len(body):
+        return []  # hellos without extensions are legal
+    (total,) = struct.unpack_from("!H", body, pos)
+    pos += 2
+    end = pos + total
+    if end > len(body):
+        raise _Malformed("extensions overrun")
+    out = []
+    while pos + 4 <= end:
+        etype, elen = struct.unpack_from("!HH", body, pos)
+        if pos + 4 + elen > end:
+            raise _Malformed("extension overrun")
+        out.append((etype, body[pos + 4 : pos + 4 + elen]))
+        pos += 4 + elen
+    return out
+
+
+def _decode_client_hello(body: bytes) -> ClientHello:
+    (version,) = struct.unpack_from("!H", body, 0)
+    pos = 34
+    pos += 1 + body[pos]  # session id
+    (clen,) = struct.unpack_from("!H", body, pos)
+    ciphers = _u16_list(body[pos + 2 : pos + 2 + clen])
+    pos += 2 + clen
+    pos += 1 + body[pos]  # compression methods
+    exts = _extensions(body, pos)
+    groups: tuple[int, ...] = ()
+    points: tuple[int, ...] = ()
+    sigalgs: tuple[int, ...] = ()
+    versions: tuple[int, ...] = ()
+    sni: str | None = None
+    alpn: list[str] = []
+    for etype, data in exts:
+        if etype == _EXT_SNI and len(data) >= 5 and data[2] == 0:
+            (nlen,) = struct.unpack_from("!H", data, 3)
+            sni = data[5 : 5 + nlen].decode("utf-8", "replace")
+        elif etype == _EXT_GROUPS:
+            groups = _u16_list(data[2:])
+        elif etype == _EXT_POINTS:
+            points = tuple(data[1 : 1 + data[0]]) if data else ()
+        elif etype == _EXT_SIGALGS:
+            sigalgs = _u16_list(data[2:])
+        elif etype == _EXT_VERSIONS and data:
+            versions = _u16_list(data[1 : 1 + data[0]])
+        elif etype == _EXT_ALPN:
+            p = 2
+            while p < len(data):
+                alpn.append(data[p + 1 : p + 1 + data[p]].decode("utf-8", "surrogateescape"))
+                p += 1 + data[p]
+    return ClientHello(
+        version, ciphers, tuple(e for e, _ in exts), groups, points, sigalgs, versions, sni, tuple(alpn)
+    )
+
+
+def _decode_server_hello(body: bytes) -> ServerHello:
+    (version,) = struct.unpack_from("!H", body, 0)
+    pos = 34
+    pos += 1 + body[pos]
+    (cipher,) = struct.unpack_from("!H", body, pos)
+    exts = _extensions(body, pos + 3)
+    selected = None
+    alpn = None
+    for etype, data in exts:
+        if etype == _EXT_VERSIONS and len(data) == 2:
+            (selected,) = struct.unpack("!H", data)
+        elif etype == _EXT_ALPN and len(data) >= 3:
+            alpn = data[3 : 3 + data[2]].decode("utf-8", "replace")
+    return ServerHello(version, cipher, tuple(e for e, _ in exts), selected, alpn)
+
+
+def _decode_certificates(body: bytes) -> list[Certificate]:
+    from cryptography import x509  # imported lazily: only certificate-bearing handshakes need it
+    from cryptography.x509.oid import NameOID
+
+    total = int.from_bytes(body[0:3], "big")
+    pos, end = 3, min(3 + total, len(body))
+    certs = []
+    while pos + 3 <= end:
+        clen = int.from_bytes(body[pos : pos + 3], "big")
+        der = body[pos + 3 : pos + 3 + clen]
+        pos += 3 + clen
+        cert = x509.load_der_x509_certificate(der)
+
+        def cn(name: x509.Name) -> str | None:
+            attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+            return str(attrs[0].value) if attrs else None
+
+        certs.append(
+            Certificate(
+                subject=cert.subject.rfc4514_string(),
+                issuer=cert.issuer.rfc4514_string(),
+                subject_cn=cn(cert.subject),
+                issuer_cn=cn(cert.issuer),
+                not_before=cert.not_valid_before_utc.isoformat().replace("+00:00", "Z"),
+                not_after=cert.not_valid_after_utc.isoformat().replace("+00:00", "Z"),
+                serial=format(cert.serial_number, "X"),
+            )
+        )
+    return certs
+
+
+_ERRORS = (_Malformed, struct.error, IndexError, ValueError)
+
+
+def parse_client_hello(payload: bytes) -> ClientHello | None:
+    """First ClientHello in a run of TLS records, or None."""
+    try:
+        for mtype, body in _messages(payload):
+            if mtype == _CLIENT_HELLO:
+                return _decode_client_hello(body)
+    except _ERRORS:
+        return None
+    return None
+
+
+def parse_server_hello(payload: bytes) -> ServerHello | None:
+    try:
+        for mtype, body in _messages(payload):
+            if mtype == _SERVER_HELLO:
+                return _decode_server_hello(body)
+    except _ERRORS:
+        return None
+    return None
+
+
+def parse_certificates(payload: bytes) -> list[Certificate]:
+    """Certificates of the first Certificate message (leaf first); [] if none or malformed."""
+    try:
+        for mtype, body in _messages(payload):
+            if mtype == _CERTIFICATE:
+                return _decode_certificates(body)
+    except _ERRORS:
+        return []
+    return []
+
+
+@dataclass(slots=True)
+class _Side:
+    records: bytearray = field(default_factory=bytearray)
+    handshake: bytearray = field(default_factory=bytearray)
+    ccs: bool = False
+    app_data: bool = False
+    broken: bool = False
+
+
+@dataclass(slots=True)
+class _TlsConn:
+    ts: float
+    endpoints: tuple[str, int, str, int] | None
+    client: _Side = field(default_factory=_Side)
+    server: _Side = field(default_factory=_Side)
+    hello: ClientHello | None = None
+    server_hello: ServerHello | None = None
+    certs: list[Certificate] = field(default_factory=list)
+
+
+class TlsTracker:
+    """Follows each connection's handshake; emits one ECS event per connection on close/flush."""
+
+    def __init__(self, on_emit: Callable[[dict[str, Any]], None]) -> None:
+        self.on_emit = on_emit
+        self.malformed = 0
+        self._conns: dict[Any, _TlsConn] = {}
+
+    def add_segment(
+        self,
+        ts: float,
+        conn_key: Any,
+        from_originator: bool,
+        payload: bytes,
+        endpoints: tuple[str, int, str, int] | None = None,
+    ) -> None:
+        """``endpoints`` = (client ip, client port, server ip, server port)."""
+        conn = self._conns.get(conn_key)
+        if conn is None:
+            conn = self._conns[conn_key] = _TlsConn(ts, endpoints)
+        elif conn.endpoints is None:
+            conn.endpoints = endpoints
+        side = conn.client if from_originator else conn.server
+        if side.broken or not payload:
+            return
+        side.records += payload
+        try:
+            records, used = _records(bytes(side.records))
+            del side.records[:used]
+            for ctype, body in records:
+                if ctype == _CCS:
+                    side.ccs = True
+                elif ctype == _APPDATA:
+                    side.app_data = True
+                elif ctype == _HANDSHAKE and not side.ccs:  # after CCS handshake records are encrypted
+                    side.handshake += body
+            messages, used = _handshakes(bytes(side.handshake))
+            del side.handshake[:used]
+            for mtype, body in messages:
+                if mtype == _CLIENT_HELLO and from_originator and conn.hello is None:
+                    conn.hello = _decode_client_hello(body)
+                elif mtype == _SERVER_HELLO and not from_originator and conn.server_hello is None:
+                    conn.server_hello = _decode_server_hello(body)
+                elif mtype == _CERTIFICATE and not from_originator and not conn.certs:
+                    conn.certs = _decode_certificates(body)
+            if len(side.records) > _MAX_BUFFER or len(side.handshake) > _MAX_BUFFER:
+                raise _Malformed("handshake too large")
+        except _ERRORS:
+            side.broken = True
+            side.records.clear()
+            side.handshake.clear()
+            self.malformed += 1
+
+    def close(self, conn_key: Any) -> None:
+        conn = self._conns.pop(conn_key, None)
+        if conn is not None and (conn.hello or conn.server_hello):
+            self.on_emit(self._event(conn))
+
+    def flush(self) -> None:
+        for key in list(self._conns):
+            self.close(key)
+
+    @staticmethod
+    def _event(conn: _TlsConn) -> dict[str, Any]:
+        tls: dict[str, Any] = {}
+        client: dict[str, Any] = {}
+        server: dict[str, Any] = {}
+        if conn.hello is not None:
+            h = conn.hello
+            client.update(ja3=h.ja3, ja4=ja4(h))
+            client["supported_ciphers"] = [
+                CIPHER_NAMES.get(c, f"0x{c:04x}") for c in h.ciphers if not is_grease(c)
+            ]
+            if h.server_name:
+                client["server_name"] = h.server_name
+            if h.alpn:
+                client["supported_protocols"] = list(h.alpn)
+        sh = conn.server_hello
+        if sh is not None:
+            name = VERSION_NAMES.get(sh.version)
+            tls["version"] = name or f"0x{sh.version:04x}"
+            tls["version_protocol"] = "ssl" if sh.version == 0x0300 else "tls"
+            tls["cipher"] = CIPHER_NAMES.get(sh.cipher, f"0x{sh.cipher:04x}")
+            if sh.alpn:
+                tls["next_protocol"] = sh.alpn
+            server["ja3s"] = sh.ja3s
+        if conn.certs:
+            leaf = conn.certs[0]
+            server.update(subject=leaf.subject, issuer=leaf.issuer)
+            server.update(not_before=leaf.not_before, not_after=leaf.not_after)
+            x509: dict[str, Any] = {"serial_number": leaf.serial, "subject": {}, "issuer": {}}
+            if leaf.subject_cn:
+                x509["subject"]["common_name"] = leaf.subject_cn
+            if leaf.issuer_cn:
+                x509["issuer"]["common_name"] = leaf.issuer_cn
+            x509.update(not_before=leaf.not_before, not_after=leaf.not_after)
+            server["x509"] = x509
+        tls13 = sh is not None and sh.version == 0x0304
+        # Best effort: 1.3 is up once the client sends application records; ≤1.2 once both sides sent CCS.
+        tls["established"] = sh is not None and (
+            conn.client.app_data if tls13 else (conn.client.ccs and conn.server.ccs)
+        )
+        if client:
+            tls["client"] = client
+        if server:
+            tls["server"] = server
+        event: dict[str, Any] = {
+            "@timestamp": datetime.fromtimestamp(conn.ts, tz=UTC).isoformat().replace("+00:00", "Z"),
+            "event": {
+                "dataset": "network.tls",
+                "category": ["network"],
+                "type": ["protocol"],
+                "kind": "event",
+            },
+            "network": {"protocol": "tls", "transport": "tcp"},
+            "tls": tls,
+        }
+        if conn.endpoints is not None:
+            event["source"] = {"ip": conn.endpoints[0], "port": conn.endpoints[1]}
+            event["destination"] = {"ip": conn.endpoints[2], "port": conn.endpoints[3]}
+        return event
