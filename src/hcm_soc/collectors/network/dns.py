@@ -11,8 +11,9 @@ import ipaddress
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
+
+from hcm_soc.collectors.network.ecs import iso
 
 __all__ = [
     "DnsAnswer",
@@ -231,10 +232,6 @@ def split_domain(name: str) -> dict[str, str]:
     return out
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
-
-
 def _endpoint(ip: str, port: int) -> dict[str, Any]:
     return {"ip": ip, "port": port}
 
@@ -335,7 +332,7 @@ class DnsPairing:
                 **split_domain(q.name),
             }
         return {
-            "@timestamp": _iso(ts),
+            "@timestamp": iso(ts),
             "event": {
                 "dataset": "network.dns",
                 "category": ["network"],

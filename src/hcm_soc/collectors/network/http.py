@@ -12,8 +12,9 @@ import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
+
+from hcm_soc.collectors.network.ecs import protocol_event
 
 __all__ = ["HttpTracker"]
 
@@ -50,10 +51,6 @@ class _Conn:
     resp: _Direction = field(default_factory=_Direction)
     requests: deque[_Message] = field(default_factory=deque)
     endpoints: tuple[str, int, str, int] | None = None
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 class HttpTracker:
@@ -215,20 +212,8 @@ class HttpTracker:
         first = req or resp
         assert first is not None
         http: dict[str, Any] = {}
-        event: dict[str, Any] = {
-            "@timestamp": _iso(first.ts),
-            "event": {
-                "dataset": "network.http",
-                "category": ["network", "web"],
-                "type": ["protocol"],
-                "kind": "event",
-            },
-            "network": {"protocol": "http", "transport": "tcp"},
-            "http": http,
-        }
-        if conn.endpoints is not None:
-            event["source"] = {"ip": conn.endpoints[0], "port": conn.endpoints[1]}
-            event["destination"] = {"ip": conn.endpoints[2], "port": conn.endpoints[3]}
+        event = protocol_event(first.ts, "network.http", "http", ["network", "web"], conn.endpoints)
+        event["http"] = http
         if req is not None:
             method, target, version = (x.decode("latin-1") for x in req.start)
             http["version"] = version

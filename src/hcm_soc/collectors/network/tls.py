@@ -11,8 +11,9 @@ import hashlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
+
+from hcm_soc.collectors.network.ecs import protocol_event
 
 __all__ = [
     "Certificate",
@@ -453,18 +454,6 @@ class TlsTracker:
             tls["client"] = client
         if server:
             tls["server"] = server
-        event: dict[str, Any] = {
-            "@timestamp": datetime.fromtimestamp(conn.ts, tz=UTC).isoformat().replace("+00:00", "Z"),
-            "event": {
-                "dataset": "network.tls",
-                "category": ["network"],
-                "type": ["protocol"],
-                "kind": "event",
-            },
-            "network": {"protocol": "tls", "transport": "tcp"},
-            "tls": tls,
-        }
-        if conn.endpoints is not None:
-            event["source"] = {"ip": conn.endpoints[0], "port": conn.endpoints[1]}
-            event["destination"] = {"ip": conn.endpoints[2], "port": conn.endpoints[3]}
+        event = protocol_event(conn.ts, "network.tls", "tls", ["network"], conn.endpoints)
+        event["tls"] = tls
         return event
