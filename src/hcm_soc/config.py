@@ -150,6 +150,49 @@ class WebhookSettings(_Group):
     timeout: float = Field(default=10.0, gt=0)
 
 
+class DetectionSettings(_Group):
+    """The scheduled Sigma engine: defaults a rule may override with its own custom attributes."""
+
+    interval: float = Field(default=60.0, gt=0)  # seconds between runs of a rule
+    safety_margin: float = Field(default=30.0, ge=0)  # a run looks at event.ingested < now - margin
+    max_chunk: float = Field(default=3600.0, gt=0)  # an outage is caught up in windows of at most this
+    initial_lookback: float = Field(default=3600.0, ge=0)  # a rule's first run starts this far back
+    max_alerts_per_run: int = Field(default=1000, ge=1)
+    jitter: float = Field(default=5.0, ge=0)  # seconds of random delay added to each scheduled run
+    retry_backoff_max: float = Field(default=600.0, gt=0)  # longest wait before retrying a failed rule
+
+
+class NetworkSettings(_Group):
+    """The network metadata collector."""
+
+    # the city's own address ranges: they decide network.direction (internal/inbound/outbound/external)
+    internal_networks: list[str] = Field(
+        default_factory=lambda: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
+    )
+    max_flows: int = Field(default=200_000, ge=1000)  # flow table cap; the oldest is emitted when full
+    active_timeout: float = Field(default=1800.0, gt=0)  # a long flow is emitted (and continued) after this
+    idle_timeout: float = Field(default=60.0, gt=0)  # a flow with no packet for this long is emitted (TCP/UDP)
+
+    @field_validator("internal_networks", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+    @field_validator("internal_networks")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"expected CIDR ranges like 10.0.0.0/8, got {item!r}") from None
+        return v
+
+
 class Settings(_Group):
     """All settings of hcm-soc. Build with `load_settings`."""
 
@@ -160,6 +203,8 @@ class Settings(_Group):
     bulk: BulkSettings = BulkSettings()
     smtp: SmtpSettings = SmtpSettings()
     webhook: WebhookSettings = WebhookSettings()
+    detection: DetectionSettings = DetectionSettings()
+    network: NetworkSettings = NetworkSettings()
     timezone: str = "Asia/Ho_Chi_Minh"
     log_format: Literal["text", "json"] = "text"
 
