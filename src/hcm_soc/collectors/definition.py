@@ -1,7 +1,7 @@
 """Source definitions: one YAML file per monitored city system or feed in `collectors/`.
 
     name: cong-dich-vu-cong-nginx        # unique, used in ids and hcm.source
-    type: file                           # syslog | file | evtx | http
+    type: file                           # syslog | file | evtx | http | network
     enabled: true
     format: nginx                        # a parser name (hcm-soc ingest --help lists them)
     dataset: nginx.access                # default: the format's dataset
@@ -96,11 +96,37 @@ class HttpInput(_Strict):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
 
+class NetworkInput(_Strict):
+    """Live capture from an interface (a SPAN/mirror port); needs root or CAP_NET_RAW."""
+
+    interface: str = Field(min_length=1, description="interface name, e.g. eth1 or lo")
+    bpf_filter: str | None = Field(default=None, description="tcpdump-style filter, e.g. 'not port 22'")
+    snaplen: int = Field(default=65535, ge=64, le=262144)
+    promiscuous: bool = True
+    #: overrides settings.network.internal_networks for this segment
+    internal_networks: list[str] | None = None
+
+    @field_validator("internal_networks")
+    @classmethod
+    def _cidrs(cls, v: list[str] | None) -> list[str] | None:
+        import ipaddress
+
+        for item in v or []:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"expected CIDR ranges like 10.0.0.0/8, got {item!r}") from None
+        return v
+
+
+_SECTIONS = ("syslog", "file", "evtx", "http", "network")
+
+
 class SourceDefinition(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=100)
-    type: Literal["syslog", "file", "evtx", "http"]
+    type: Literal["syslog", "file", "evtx", "http", "network"]
     enabled: bool = True
-    format: str
+    format: str = Field(default="", description="a parser name; not used by type network")
     dataset: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_.]*$")
     timezone: str = "Asia/Ho_Chi_Minh"
     tags: list[str] = Field(default_factory=list)
@@ -113,6 +139,7 @@ class SourceDefinition(_Strict):
     file: FileInput | None = None
     evtx: EvtxInput | None = None
     http: HttpInput | None = None
+    network: NetworkInput | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -122,13 +149,16 @@ class SourceDefinition(_Strict):
     @model_validator(mode="after")
     def _section(self) -> SourceDefinition:
         section = getattr(self, self.type)
-        others = [
-            t for t in ("syslog", "file", "evtx", "http") if t != self.type and getattr(self, t) is not None
-        ]
+        others = [t for t in _SECTIONS if t != self.type and getattr(self, t) is not None]
         if others:
             raise ValueError(f"type {self.type} takes a '{self.type}:' section, not {', '.join(others)}")
+        if self.type == "network":
+            if self.format:
+                raise ValueError("type network decodes packets itself: remove 'format'")
+        elif not self.format:
+            raise ValueError("required key 'format' is missing (hcm-soc collectors formats lists them)")
         if section is None:
-            if self.type in ("file", "evtx", "http"):
+            if self.type in ("file", "evtx", "http", "network"):
                 raise ValueError(f"type {self.type} needs a '{self.type}:' section")
             object.__setattr__(self, "syslog", SyslogInput())
         return self
@@ -180,7 +210,7 @@ def load_definition(
                 msg = f"{msg}, got {err.get('input')!r}"
             problems.append((SourceLocation(str(path), line, key or None), msg))
         raise DefinitionError(problems) from None
-    if known_formats is not None and definition.format not in known_formats:
+    if known_formats is not None and definition.type != "network" and definition.format not in known_formats:
         problems.append(
             (
                 SourceLocation(str(path), lines.get("format"), "format"),

@@ -73,6 +73,7 @@ class CompiledRule:
     lucene: str
     query: dict[str, Any]
     indices: tuple[str, ...]
+    scope: dict[str, Any] = field(default_factory=dict)  # the log-source conditions alone ("examined")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,3 +113,13 @@ class Match:
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    """What one run of one rule over one Window found; `examined` = events of the rule's log source
+    in the window, `truncated` = more matches existed than the run's limit allowed."""
+
+    matches: tuple[Match, ...]
+    examined: int
+    truncated: bool = False
