@@ -43,7 +43,12 @@ def es_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def es(es_url: str) -> Elasticsearch:
-    return make_client(load_settings(env={}), urls=[es_url])
+    client = make_client(load_settings(env={}), urls=[es_url])
+    if not os.environ.get("HCM_SOC_TEST_ES_URL"):
+        # our own throwaway node: hundreds of tests each create a few data streams, which this node
+        # cannot delete (see store.templates.uninstall); do not let the default 1,000-shard cap fail them
+        client.cluster.put_settings(persistent={"cluster.max_shards_per_node": 100_000})
+    return client
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 #: Bump when any template, mapping, setting or the pipeline changes (the hash catches edits
 #: made without a bump, and hand edits made on the cluster).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 Kind = Literal["pipeline", "component_template", "index_template", "index"]
 Action = Literal["created", "updated", "unchanged", "kept-newer"]
@@ -151,8 +151,43 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
             "details": {"type": "flattened"},
         }
     )
+    count = {"type": "long"}
+    # one document per rule (`rule-state:<rule id>`): checkpoint + health, see store/detection_state.py
     state_mappings = own(
-        extra_props={"type": kw, "updated": date, "details": {"type": "flattened"}},
+        extra_props={
+            "type": kw,
+            "updated": date,
+            "details": {"type": "flattened"},
+            "rule": {
+                "properties": {"id": kw, "name": kw, "ruleset": kw, "kind": kw, "version": kw, "path": kw}
+            },
+            "checkpoint": date,
+            "health": {
+                "properties": {
+                    **{f: date for f in ("last_run_start", "last_run_end", "last_success", "last_error_at")},
+                    **{f: date for f in ("window_start", "window_end", "next_retry", "last_gap_at")},
+                    **{
+                        f: count
+                        for f in (
+                            "duration_ms",
+                            "events_examined",
+                            "matches",
+                            "alerts_created",
+                            "duplicates_skipped",
+                            "runs",
+                            "failures",
+                            "consecutive_failures",
+                            "gaps_detected",
+                        )
+                    },
+                    "status": kw,
+                    "last_error": {"type": "text"},
+                    "last_gap": {"type": "text"},
+                    "version": kw,
+                    "previous_version": kw,
+                }
+            },
+        },
     )
     alert_incident_extra = {
         "hcm": {
@@ -167,6 +202,25 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
             }
         }
     }
+    # alerts: what ECS lacks (see models/alert.py); dates mapped because date_detection is off
+    alert_extra = _merge(
+        alert_incident_extra,
+        {
+            "hcm": {
+                "properties": {
+                    "match_key": kw,
+                    "events": {"properties": {"index": kw, "id": kw}},
+                    "events_total": count,
+                    "count": count,
+                    "group": {"type": "flattened"},
+                    "first_seen": date,
+                    "last_seen": date,
+                    "window": {"properties": {"start": date, "end": date}},
+                    "rule": {"properties": {"status": kw, "kind": kw, "tags": kw}},
+                }
+            }
+        },
+    )
     items: list[TemplateItem] = [
         TemplateItem("pipeline", names.ingest_pipeline, SCHEMA_VERSION, _with_meta(pipeline, SCHEMA_VERSION)),
         TemplateItem(
@@ -231,11 +285,11 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
         index_template(
             f"{p}-alerts",
             names.alerts,
-            mappings=own(extra_props=alert_incident_extra),
+            mappings=own(extra_props=alert_extra),
             composed_of=[f"{p}@ecs-mappings"],
             settings=base_settings,
             data_stream=False,
-            effective_mappings=_merge(ecs, own(extra_props=alert_incident_extra)),
+            effective_mappings=_merge(ecs, own(extra_props=alert_extra)),
             dynamic_settings=plain_dyn,
         ),
         index_template(
@@ -408,7 +462,7 @@ def uninstall(client: Elasticsearch, names: IndexNames) -> None:
 
     Best effort: a node without the data-streams module (the local development
     node) cannot delete data streams; their backing indices other than the write
-    index are deleted, the streams themselves and their templates stay."""
+    index are deleted, the write index is closed, the streams and their templates stay."""
     p = names.prefix
     try:
         client.indices.delete_data_stream(name=f"{p}-*")
@@ -418,6 +472,13 @@ def uninstall(client: Elasticsearch, names: IndexNames) -> None:
     write_indices = {
         ds["backing_indices"][-1] for ds in resolved.get("data_streams", []) if ds["backing_indices"]
     }
+    if write_indices:
+        # the stream could not be deleted, so neither can its write index: close it, which frees
+        # its shards (closed indices do not count against cluster.max_shards_per_node)
+        try:
+            client.indices.close(index=",".join(sorted(write_indices)), expand_wildcards="all")
+        except ApiError as e:
+            log.debug("write indices not closed", extra={"prefix": p, "error": str(e)})
     for ix in resolved.get("indices", []):
         if ix["name"] in write_indices:
             continue

@@ -1,0 +1,244 @@
+"""Sigma regular expressions (PCRE-like, unanchored) rewritten as Lucene regular expressions.
+
+Lucene's regex engine matches the whole value and knows no `\\d`, `\\w`, `\\s`, `(?:`, flags or
+anchors; `@ # & < > ~ "` are operators there. `lucene_regex` rewrites what has an exact Lucene
+equivalent (see docs/detection.md, "Regular expressions") and raises `UnsupportedRegex` for the
+rest (word boundaries, look-arounds, back-references, possessive quantifiers, inner anchors).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from sigma.types import SigmaRegularExpressionFlag
+
+
+class UnsupportedRegex(ValueError):
+    """A regular expression uses something Lucene's regex engine cannot express."""
+
+
+_WS = " \t\n\r\f\v"
+_CLASS_SHORT = {"d": "0-9", "w": "a-zA-Z0-9_", "s": _WS}
+_LITERAL_ESC = {"t": "\t", "n": "\n", "r": "\r", "f": "\f", "v": "\v", "a": "\a"}
+_QUANT = re.compile(r"\{(\d*)(?:(,)(\d*))?\}")
+
+
+def _lit(ch: str, ic: bool) -> str:
+    if ic:
+        ch = ch.lower()
+    return ch if ch.isalnum() or ch == "/" or ord(ch) > 127 else "\\" + ch
+
+
+def _split_alternatives(p: str) -> list[str]:
+    alts, depth, i, start, in_class = [], 0, 0, 0, False
+    while i < len(p):
+        c = p[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            if p[i + 1 : i + 2] == "^":
+                i += 1
+            if p[i + 1 : i + 2] == "]":
+                i += 1
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            alts.append(p[start:i])
+            start = i + 1
+        i += 1
+    alts.append(p[start:])
+    return alts
+
+
+def _class(p: str, i: int, ic: bool) -> tuple[str, int]:
+    """Translate the character class starting at p[i] == '['; return it and the index after it."""
+    out = ["["]
+    i += 1
+    if p[i : i + 1] == "^":
+        out.append("^")
+        i += 1
+    first = True
+    while i < len(p):
+        c = p[i]
+        if c == "]" and not first:
+            out.append("]")
+            return "".join(out), i + 1
+        was_first, first = first, False
+        if c == "\\":
+            e = p[i + 1 : i + 2]
+            if e in _CLASS_SHORT:
+                out.append(_CLASS_SHORT[e])
+            elif e in ("D", "W", "S"):
+                raise UnsupportedRegex(f"negated class \\{e} inside [...]")
+            elif e in _LITERAL_ESC:
+                out.append("\\" + _LITERAL_ESC[e])
+            elif e == "x" and re.fullmatch(r"[0-9a-fA-F]{2}", p[i + 2 : i + 4]):
+                out.append("\\" + chr(int(p[i + 2 : i + 4], 16)))
+                i += 2
+            elif e.isalnum():
+                raise UnsupportedRegex(f"escape \\{e} inside [...]")
+            else:
+                out.append("\\" + e)
+            i += 2
+            continue
+        if c == "[" and p[i + 1 : i + 2] == ":":
+            raise UnsupportedRegex("POSIX classes [:name:]")
+        if c == "-" and (was_first or p[i + 1 : i + 2] == "]"):
+            out.append("\\-")  # a literal '-' at either end of a class; Lucene needs it escaped
+        elif c == "-" or c.isalnum() or ord(c) > 127:
+            out.append(c.lower() if ic else c)
+        else:
+            out.append("\\" + c)
+        i += 1
+    raise UnsupportedRegex("unterminated character class")
+
+
+def _body(p: str, ic: bool, dotall: bool) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(p):
+        c = p[i]
+        if c == "\\":
+            e = p[i + 1 : i + 2]
+            if e in _CLASS_SHORT:
+                out.append(f"[{_CLASS_SHORT[e]}]")
+            elif e in ("D", "W", "S"):
+                out.append(f"[^{_CLASS_SHORT[e.lower()]}]")
+            elif e in _LITERAL_ESC:
+                out.append(_LITERAL_ESC[e])
+            elif e == "x" and re.fullmatch(r"[0-9a-fA-F]{2}", p[i + 2 : i + 4]):
+                out.append(_lit(chr(int(p[i + 2 : i + 4], 16)), ic))
+                i += 2
+            elif e == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", p[i + 2 : i + 6]):
+                out.append(_lit(chr(int(p[i + 2 : i + 6], 16)), ic))
+                i += 4
+            elif e == "" or e.isalnum():
+                raise UnsupportedRegex(f"escape \\{e} (word boundaries, anchors, back-references)")
+            else:
+                out.append(_lit(e, ic))
+            i += 2
+            continue
+        if c == "[":
+            cls, i = _class(p, i, ic)
+            out.append(cls)
+            continue
+        if c == "(":
+            if p.startswith("(?:", i):
+                i += 3
+            elif p.startswith("(?P<", i) or (p.startswith("(?<", i) and p[i + 3 : i + 4] not in ("=", "!")):
+                end = p.find(">", i)
+                if end < 0:
+                    raise UnsupportedRegex("unterminated group name")
+                i = end + 1
+            elif p.startswith("(?", i):
+                raise UnsupportedRegex("look-arounds, inline flags or conditionals inside the expression")
+            else:
+                i += 1
+            out.append("(")
+            continue
+        if c in ")|":
+            out.append(c)
+        elif c == ".":
+            out.append("." if dotall else "[^\n]")
+        elif c in "*+?":
+            out.append(c)
+            nxt = p[i + 1 : i + 2]
+            if nxt == "?":  # lazy: same set of matching strings
+                i += 1
+            elif nxt == "+":
+                raise UnsupportedRegex("possessive quantifiers")
+        elif c == "{" and (m := _QUANT.match(p, i)) and (m.group(1) or m.group(3)):
+            lo, comma, hi = m.group(1) or "0", m.group(2), m.group(3)
+            out.append("{" + lo + (("," + hi) if comma else "") + "}")
+            i = m.end()
+            if p[i : i + 1] == "?":
+                i += 1
+            continue
+        elif c in "^$":
+            raise UnsupportedRegex(f"anchor '{c}' inside the expression (only at its start or end)")
+        else:
+            out.append(_lit(c, ic))
+        i += 1
+    return "".join(out)
+
+
+def lucene_regex(pattern: str, flags: Iterable[SigmaRegularExpressionFlag] = ()) -> str:
+    """A Sigma (PCRE-like, unanchored) regex as an equivalent Lucene regex (anchored, no \\d).
+
+    With the `i` flag the result is lower-cased for matching against a `.caseless` field.
+    Raises UnsupportedRegex for what Lucene cannot express."""
+    fl = set(flags)
+    m = re.match(r"\(\?([ims]+)\)", pattern)
+    if m:
+        letters = {"i": SigmaRegularExpressionFlag.IGNORECASE, "m": SigmaRegularExpressionFlag.MULTILINE}
+        letters["s"] = SigmaRegularExpressionFlag.DOTALL
+        fl |= {letters[x] for x in m.group(1)}
+        pattern = pattern[m.end() :]
+    ic = SigmaRegularExpressionFlag.IGNORECASE in fl
+    ml = SigmaRegularExpressionFlag.MULTILINE in fl
+    dotall = SigmaRegularExpressionFlag.DOTALL in fl
+    parts = []
+    for alt in _top_alternatives(pattern):
+        start = alt.startswith("^")
+        if start:
+            alt = alt[1:]
+        end = alt.endswith("$") and not _escaped_at(alt, len(alt) - 1)
+        if end:
+            alt = alt[:-1]
+        prefix = ("(.*\n)?" if ml else "") if start else ".*"
+        suffix = ("(\n.*)?" if ml else "") if end else ".*"
+        parts.append(prefix + _body(alt, ic, dotall) + suffix)
+    return parts[0] if len(parts) == 1 else "(" + "|".join(parts) + ")"
+
+
+def _top_alternatives(pattern: str) -> list[str]:
+    """The alternatives of `pattern`, with groups that wrap a whole alternative opened up:
+    `(^a$)|(^b$)` is `^a$|^b$`, whose anchors Lucene can then express."""
+    out: list[str] = []
+    for alt in _split_alternatives(pattern):
+        inner = _unwrap_group(alt)
+        out.extend(_top_alternatives(inner) if inner is not None else [alt])
+    return out
+
+
+def _unwrap_group(alt: str) -> str | None:
+    """The inside of a group spanning all of `alt` (capturing, `(?:`, named), else None."""
+    if not alt.startswith("(") or not alt.endswith(")") or _escaped_at(alt, len(alt) - 1):
+        return None
+    depth, i, in_class = 0, 0, False
+    while i < len(alt):
+        c = alt[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0 and i != len(alt) - 1:
+                return None
+        i += 1
+    inner = alt[1:-1]
+    if inner.startswith("?:"):
+        return inner[2:]
+    if m := re.match(r"\?P?<[A-Za-z_]\w*>", inner):
+        return inner[m.end() :]
+    return None if inner.startswith("?") else inner
+
+
+def _escaped_at(s: str, i: int) -> bool:
+    n = 0
+    while i - 1 - n >= 0 and s[i - 1 - n] == "\\":
+        n += 1
+    return n % 2 == 1
