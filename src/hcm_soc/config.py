@@ -171,7 +171,9 @@ class NetworkSettings(_Group):
     )
     max_flows: int = Field(default=200_000, ge=1000)  # flow table cap; the oldest is emitted when full
     active_timeout: float = Field(default=1800.0, gt=0)  # a long flow is emitted (and continued) after this
-    idle_timeout: float = Field(default=60.0, gt=0)  # a flow with no packet for this long is emitted (TCP/UDP)
+    idle_timeout: float = Field(
+        default=60.0, gt=0
+    )  # a flow with no packet for this long is emitted (TCP/UDP)
 
     @field_validator("internal_networks", mode="before")
     @classmethod

@@ -35,7 +35,7 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _writer(app_ctx: AppContext) -> tuple[BulkWriter, IndexNames]:
+def open_writer(app_ctx: AppContext) -> tuple[BulkWriter, IndexNames]:
     from hcm_soc.store.bulk import BulkWriter
     from hcm_soc.store.names import IndexNames
     from hcm_soc.store.templates import build_items, install
@@ -47,14 +47,31 @@ def _writer(app_ctx: AppContext) -> tuple[BulkWriter, IndexNames]:
     return BulkWriter.from_settings(client, s), names
 
 
-def _serve(app_ctx: AppContext, definitions: list[SourceDefinition], report_every: float) -> None:
+def _serve(
+    app_ctx: AppContext,
+    definitions: list[SourceDefinition],
+    report_every: float,
+    *,
+    with_engine: bool = False,
+) -> None:
     from hcm_soc.collectors.runner import SourceRun, run_sources, wait
 
-    writer, names = _writer(app_ctx)
+    writer, names = open_writer(app_ctx)
     stop = _stop_on_signals()
-    runs = run_sources(definitions, writer, names, app_ctx.settings.state_dir, stop, progress=info)
+    handle = None
+    if with_engine:
+        from hcm_soc.detection.scheduler import start_engine
+
+        handle = start_engine(app_ctx.settings, app_ctx.client(), names, stop_event=stop)
+        info(
+            f"detection engine: {len(handle.rules)} rule(s), {len(handle.problems)} problem(s) -> {names.alerts}"
+        )
+    runs = run_sources(
+        definitions, writer, names, app_ctx.settings.state_dir, stop, progress=info, settings=app_ctx.settings
+    )
     for d in definitions:
-        info(f"source {d.name}: {d.type} {d.format} -> {names.events(d.dataset or d.format)}")
+        where = "the network.* data streams" if d.type == "network" else names.events(d.dataset or d.format)
+        info(f"source {d.name}: {d.type} {d.format} -> {where}".replace("  ", " "))
 
     def report(runs: list[SourceRun]) -> None:
         for r in runs:
@@ -65,6 +82,8 @@ def _serve(app_ctx: AppContext, definitions: list[SourceDefinition], report_ever
         wait(runs, stop, report_every, report)
     finally:
         stop.set()
+        if handle is not None:
+            handle.join(timeout=30)
         for r in runs:
             if r.thread is not None:
                 r.thread.join(timeout=10)
@@ -88,8 +107,10 @@ def collect(
 def run(
     ctx: typer.Context,
     report_every: float = typer.Option(30.0, help="seconds between counter log lines"),
+    engine: bool = typer.Option(True, "--engine/--no-engine", help="run the detection engine beside them"),
 ) -> None:
-    """Run every enabled source in paths.collectors; broken definitions are reported and skipped."""
+    """Run every enabled source in paths.collectors and the detection engine; broken definitions are
+    reported and skipped."""
     from hcm_soc.collectors.definition import load_definitions
     from hcm_soc.parsers.registry import format_names
 
@@ -100,8 +121,9 @@ def run(
     enabled = [d for d in good if d.enabled]
     if not enabled:
         info(f"no enabled source in {app_ctx.settings.paths.collectors}")
-        raise typer.Exit(1)
-    _serve(app_ctx, enabled, report_every)
+        if not engine:
+            raise typer.Exit(1)
+    _serve(app_ctx, enabled, report_every, with_engine=engine)
 
 
 def ingest(
@@ -135,7 +157,7 @@ def ingest(
         except orjson.JSONDecodeError:
             options[key] = value
     app_ctx: AppContext = ctx.obj
-    writer, names = _writer(app_ctx)
+    writer, names = open_writer(app_ctx)
     with writer:
         counters = ingest_files(
             fmt,

@@ -14,14 +14,20 @@ from hcm_soc.cli.output import emit_json, emit_table, info
 def demo(
     ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help="print the report as JSON")
 ) -> None:
-    """Start the local Elasticsearch (unless HCM_SOC_ES_URL is set), install templates,
-    read the bundled logs of city systems through the collectors and parsers, and show what was stored."""
+    """Start the local Elasticsearch (unless HCM_SOC_ES_URL is set), install templates, read the
+    bundled logs and packet capture of city systems, run the Sigma engine once with the city's
+    rules, and show what was stored and which alerts were raised."""
     from dataclasses import asdict
 
     from hcm_soc.demo import run_demo
 
     app_ctx: AppContext = ctx.obj
     settings = app_ctx.settings
+    import logging
+
+    # the demo prints its own progress; per-rule and per-file log lines would bury it
+    for noisy in ("hcm_soc.detection", "hcm_soc.collectors", "hcm_soc.store.bulk"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     report = run_demo(settings, info)
     if json_out:
         emit_json(asdict(report))
@@ -41,6 +47,31 @@ def demo(
     emit_table(["source.ip", "failures"], report.ssh_failures_by_source)
     print("\nsqlmap scans of the public-service portal (nginx.access):")
     emit_table(["source.ip", "requests"], report.web_attack_sources)
+    if report.network:
+        print("\nnetwork records from the bundled capture:")
+        emit_table(["dataset", "records"], sorted(report.network.items()))
+    print(
+        f"\ndetection: {report.rules_loaded} rules run, {report.alerts_created} new alert(s) "
+        f"({report.alerts_already_stored} already stored), {report.rules_failed} rule run(s) failed"
+    )
+    for problem in report.rule_problems:
+        print(f"  rule problem: {problem}")
+    if report.alerts:
+        print(f"\nalerts ({settings.timezone}):")
+        emit_table(
+            ["first seen", "level", "rule", "who", "alerts", "events"],
+            [
+                (
+                    datetime.fromisoformat(seen).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"),
+                    lvl,
+                    rule,
+                    who,
+                    n,
+                    e,
+                )
+                for seen, lvl, rule, who, n, e in report.alerts
+            ],
+        )
     if report.latest_ingested:
         ingested = datetime.fromisoformat(report.latest_ingested.replace("Z", "+00:00")).astimezone(tz)
         print(

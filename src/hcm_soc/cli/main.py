@@ -19,6 +19,7 @@ from hcm_soc.cli import collect as collect_cmd
 from hcm_soc.cli import config as config_cmd
 from hcm_soc.cli import engine as engine_cmd
 from hcm_soc.cli import es as es_cmd
+from hcm_soc.cli import pcap as pcap_cmd
 from hcm_soc.cli import rules as rules_cmd
 from hcm_soc.cli.context import AppContext
 from hcm_soc.cli.demo import demo
@@ -39,6 +40,7 @@ app.command("demo")(demo)
 app.command("collect")(collect_cmd.collect)
 app.command("run")(collect_cmd.run)
 app.command("ingest")(collect_cmd.ingest)
+app.command("pcap")(pcap_cmd.pcap)
 app.add_typer(collect_cmd.collectors_app, name="collectors")
 app.add_typer(rules_cmd.app, name="rules")
 app.add_typer(engine_cmd.app, name="engine")

@@ -15,12 +15,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hcm_soc.collectors.definition import FileInput, SourceDefinition
 from hcm_soc.collectors.pipeline import IngestPipeline
 from hcm_soc.store.bulk import BulkWriter
 from hcm_soc.store.names import IndexNames
+
+if TYPE_CHECKING:
+    from hcm_soc.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,16 @@ class _EvtxOnce:
         return self._stats
 
 
+def _network_maker(
+    d: SourceDefinition, writer: BulkWriter, names: IndexNames, settings: Settings | None
+) -> Callable[[], Runnable]:
+    from hcm_soc.collectors.network.live import LiveCollector, LiveParams
+    from hcm_soc.config import NetworkSettings
+
+    params = LiveParams.from_definition(d, settings.network if settings else NetworkSettings())
+    return lambda: LiveCollector(params, writer, names)
+
+
 def _supervise(run: SourceRun, make: Callable[[], Runnable], stop: threading.Event) -> None:
     backoff = 1.0
     while not stop.is_set():
@@ -127,19 +140,25 @@ def run_sources(
     stop: threading.Event,
     progress: Progress | None = None,
     http_tokens: dict[str, str] | None = None,
+    settings: Settings | None = None,
 ) -> list[SourceRun]:
-    """Start every definition in its own thread; return their SourceRuns (threads running)."""
+    """Start every definition in its own thread; return their SourceRuns (threads running).
+    `settings` gives live network captures their defaults (internal networks, flow table)."""
     runs: list[SourceRun] = []
     http_defs = [d for d in definitions if d.type == "http"]
     for d in definitions:
         if d.type == "http":
             continue
         run = SourceRun(d)
-        pipeline = IngestPipeline.for_definition(writer, names, d)
-        run.pipeline = pipeline
+        make: Callable[[], Runnable]
+        if d.type == "network":
+            make = _network_maker(d, writer, names, settings)
+        else:
+            pipeline = IngestPipeline.for_definition(writer, names, d)
+            run.pipeline = pipeline
 
-        def make(d: SourceDefinition = d, pipeline: IngestPipeline = pipeline) -> Runnable:
-            return build_collector(d, pipeline, state_dir, progress)
+            def make(d: SourceDefinition = d, pipeline: IngestPipeline = pipeline) -> Runnable:
+                return build_collector(d, pipeline, state_dir, progress)
 
         run.thread = threading.Thread(
             target=_supervise, args=(run, make, stop), name=f"source-{d.name}", daemon=True

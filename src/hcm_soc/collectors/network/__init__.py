@@ -1,1 +1,1 @@
-"""Network metadata from packets: DNS, HTTP and TLS analyzers over payload bytes (flows to follow)."""
+"""Network metadata from packets (pcap files and live capture): flows, DNS, HTTP and TLS records."""

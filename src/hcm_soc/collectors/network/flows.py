@@ -1,0 +1,631 @@
+"""Bidirectional flows (connections) from packets, emitted as ECS ``network.flow`` records.
+
+Responsible for the flow table: one entry per (protocol, endpoints, VLAN), the
+originator decided the way Zeek does (the SYN sender; the receiver of a first-seen
+SYN-ACK; otherwise the first sender, unless it talks from a service port to an
+ephemeral one), per-direction packets/bytes, the history letters of Zeek's conn.log
+and its ``conn_state`` (state machine in :mod:`tcpstream`), Community ID,
+``network.direction`` from the internal ranges, and three ways a flow ends:
+
+- idle timeout (settings), and a short delay after a FIN exchange or a reset;
+- active timeout: a long flow is emitted and continues as a new segment
+  (``hcm.flow.segment``; ``event.type`` gets ``end`` only on the last one);
+- the memory cap: when ``max_flows`` flows are open, the least recently active
+  one is emitted early (counter ``evicted``).
+
+API: ``FlowTable(on_emit, max_flows, *, internal_networks, active_timeout,
+idle_timeout, closed_timeout, on_end)`` with ``add(packet) -> Flow`` (the flow's
+``from_orig`` tells the packet's direction), ``expire(now)``, ``flush()`` and
+``stats()``. ``on_end(flow, final)`` runs just before a flow (segment) is
+emitted, so protocol analyzers can finish what they hold for it.
+
+Order of the table: an ``OrderedDict`` kept in *placement* order; a flow touched
+since it was placed is moved to the end lazily when it reaches the front, so the
+front is always (close to) the least recently active flow without moving
+entries on every packet.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from hcm_soc.collectors.network.community_id import community_id, icmp_ports
+from hcm_soc.collectors.network.packets import Packet
+from hcm_soc.collectors.network.tcpstream import (
+    ACK,
+    CLOSED,
+    FIN,
+    INACTIVE,
+    RESET,
+    RST,
+    STATE_DESCRIPTIONS,
+    SYN,
+    next_states,
+    tcp_conn_state,
+)
+
+__all__ = ["STATE_DESCRIPTIONS", "Flow", "FlowTable", "direction_of"]
+
+_M32 = 0xFFFFFFFF
+
+TRANSPORT_NAMES = {
+    1: "icmp", 2: "igmp", 4: "ipip", 6: "tcp", 17: "udp", 41: "ipv6", 47: "gre", 50: "esp", 51: "ah",
+    58: "ipv6-icmp", 89: "ospf", 103: "pim", 112: "vrrp", 132: "sctp",
+}  # fmt: skip
+# network.protocol guessed from the responder's port when no analyzer identified the protocol
+PORT_PROTOCOLS = {
+    20: "ftp-data", 21: "ftp", 22: "ssh", 23: "telnet", 25: "smtp", 53: "dns", 67: "dhcp", 68: "dhcp",
+    69: "tftp", 80: "http", 88: "kerberos", 110: "pop3", 123: "ntp", 137: "netbios-ns", 139: "netbios-ssn",
+    143: "imap", 161: "snmp", 162: "snmp", 389: "ldap", 443: "tls", 445: "smb", 465: "smtps", 514: "syslog",
+    587: "smtp", 636: "ldaps", 853: "dns", 993: "imaps", 995: "pop3s", 1433: "mssql", 1521: "oracle",
+    3306: "mysql", 3389: "rdp", 5060: "sip", 5432: "postgresql", 5900: "vnc", 6379: "redis",
+    8080: "http", 8443: "tls", 9200: "http",
+}  # fmt: skip
+# Ports above 1023 that are services, for deciding which side of a mid-stream flow is the server.
+_SERVICE_PORTS = frozenset(PORT_PROTOCOLS) | {
+    1080,
+    1194,
+    1883,
+    2049,
+    3128,
+    5353,
+    5601,
+    8000,
+    8088,
+    8888,
+    27017,
+}
+_ICMP_REPLIES = {1: frozenset({0, 14, 16, 18}), 58: frozenset({129})}
+
+_UDP_DESCRIPTIONS = {
+    "SF": "both sides sent packets",
+    "S0": "only the originator sent packets",
+    "SHR": "only the responder sent packets",
+    "OTH": "other traffic",
+}
+
+# History letters (uppercase: originator, lowercase: responder) and their bit in Flow.hist_mask.
+_LETTERS = "SHADFRTQI^"
+_BIT = {c: 1 << i for i, c in enumerate(_LETTERS)}
+_CHAR_OF_BIT = {**{b: c for c, b in _BIT.items()}, **{b << 16: c.lower() for c, b in _BIT.items()}}
+_A, _D, _T = _BIT["A"], _BIT["D"], _BIT["T"]
+
+
+_SECONDS: dict[int, str] = {}
+
+
+def _iso(ts: float) -> str:
+    """Epoch seconds -> ISO 8601 UTC with microseconds; the date part is cached per second
+    because ``datetime.isoformat`` was a fifth of the cost of a flow record."""
+    sec = int(ts)
+    us = round((ts - sec) * 1e6)
+    if us >= 1_000_000:
+        sec += 1
+        us -= 1_000_000
+    prefix = _SECONDS.get(sec)
+    if prefix is None:
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        prefix = _SECONDS[sec] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    return f"{prefix}.{us:06d}Z"
+
+
+def _is_service(port: int) -> bool:
+    return 0 < port < 1024 or port in _SERVICE_PORTS
+
+
+class Flow:
+    """State of one open flow. Plain slots: hundreds of thousands of these live at once."""
+
+    __slots__ = (
+        "cid",
+        "closed_at",
+        "conn_start",
+        "ext",
+        "first",
+        "from_orig",
+        "hist_mask",
+        "history",
+        "icmp_code",
+        "icmp_type",
+        "ip_version",
+        "key",
+        "last",
+        "obytes",
+        "ohw",
+        "oisn",
+        "opkts",
+        "opl",
+        "orig_ip",
+        "orig_low",
+        "orig_port",
+        "ostate",
+        "pos",
+        "proto",
+        "protocol",
+        "rbytes",
+        "resp_ip",
+        "resp_port",
+        "rhw",
+        "risn",
+        "rpkts",
+        "rpl",
+        "rstate",
+        "segment",
+        "vlan",
+    )
+
+    def __init__(
+        self,
+        key: tuple[Any, ...],
+        p: Packet,
+        flipped: bool,
+        sender_low: bool,
+    ) -> None:
+        self.key = key
+        self.proto = p.proto
+        self.ip_version = p.ip_version
+        if flipped:
+            self.orig_ip, self.orig_port, self.resp_ip, self.resp_port = (
+                p.dst_ip,
+                p.dst_port,
+                p.src_ip,
+                p.src_port,
+            )
+        else:
+            self.orig_ip, self.orig_port, self.resp_ip, self.resp_port = (
+                p.src_ip,
+                p.src_port,
+                p.dst_ip,
+                p.dst_port,
+            )
+        self.orig_low = sender_low != flipped
+        self.vlan = p.vlan
+        self.conn_start = self.first = self.last = self.pos = p.ts
+        self.opkts = self.obytes = self.rpkts = self.rbytes = 0
+        self.opl = self.rpl = 0  # TCP/UDP payload bytes per direction
+        self.ostate = self.rstate = INACTIVE
+        self.history = "^" if flipped and p.proto == 6 else ""
+        self.hist_mask = 0
+        self.ohw: int | None = None  # highest sequence number sent + 1, per direction
+        self.rhw: int | None = None
+        self.oisn: int | None = None  # initial sequence numbers, when the SYNs were seen
+        self.risn: int | None = None
+        self.icmp_type = p.icmp_type
+        if flipped and p.icmp_type is not None:  # first seen: a reply; the originator sent the request type
+            self.icmp_type = icmp_ports(p.proto, p.icmp_type, p.icmp_code or 0)[1]
+        self.icmp_code = p.icmp_code
+        self.segment = 0
+        self.closed_at: float | None = None
+        self.cid: str | None = None  # Community ID, computed once when first needed
+        self.protocol: str | None = None  # set by the protocol analyzers when they recognise one
+        self.ext: Any = None  # the analyzer's per-flow state (stream reassembly…)
+        self.from_orig = True
+
+    def conn_state(self) -> str:
+        """Zeek's conn_state from the two endpoint states (base/protocols/conn/main.zeek)."""
+        if self.proto == 6:
+            return tcp_conn_state(self.ostate, self.rstate, self.history, self.opl + self.rpl)
+        if self.proto == 17:
+            if self.opkts:
+                return "SF" if self.rpkts else "S0"
+            return "SHR" if self.rpkts else "OTH"
+        return "OTH"
+
+
+def direction_of(internal: Callable[[str], bool], src: str, dst: str) -> str:
+    s, d = internal(src), internal(dst)
+    if s:
+        return "internal" if d else "outbound"
+    return "inbound" if d else "external"
+
+
+class _Internal:
+    """Is an address inside the city's ranges? Cached per address string (bounded)."""
+
+    def __init__(self, networks: list[str]) -> None:
+        self.nets = [ipaddress.ip_network(n, strict=False) for n in networks]
+        self.cache: dict[str, bool] = {}
+
+    def __call__(self, ip: str) -> bool:
+        hit = self.cache.get(ip)
+        if hit is None:
+            try:
+                addr = ipaddress.ip_address(ip)
+            except ValueError:
+                return False
+            hit = any(addr in n for n in self.nets if n.version == addr.version)
+            if len(self.cache) >= 65_536:
+                self.cache.clear()
+            self.cache[ip] = hit
+        return hit
+
+
+class FlowTable:
+    """The bounded table of open flows; see the module docstring."""
+
+    def __init__(
+        self,
+        on_emit: Callable[[dict[str, Any]], None],
+        max_flows: int = 200_000,
+        *,
+        internal_networks: list[str] | None = None,
+        active_timeout: float = 1800.0,
+        idle_timeout: float = 60.0,
+        closed_timeout: float = 5.0,
+        on_end: Callable[[Flow, bool], None] | None = None,
+    ) -> None:
+        self.on_emit = on_emit
+        self.on_end = on_end
+        self.max_flows = max_flows
+        self.active_timeout = active_timeout
+        self.idle_timeout = idle_timeout
+        self.closed_timeout = min(closed_timeout, idle_timeout)
+        self.internal = _Internal(
+            internal_networks
+            if internal_networks is not None
+            else ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
+        )
+        self._flows: OrderedDict[tuple[Any, ...], Flow] = OrderedDict()
+        self._closing: OrderedDict[tuple[Any, ...], Flow] = OrderedDict()
+        self.now = 0.0
+        self.emitted = 0
+        self.evicted = 0
+        self.segments = 0  # records emitted by the active timeout (flow continues)
+        self.created = 0
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "flows_created": self.created,
+            "flows_emitted": self.emitted,
+            "flows_evicted": self.evicted,
+            "flows_split_active_timeout": self.segments,
+            "flows_open": len(self._flows),
+        }
+
+    def lookup(
+        self, proto: int, a_ip: str, a_port: int, b_ip: str, b_port: int, vlan: int | None
+    ) -> Flow | None:
+        """The open flow between two TCP/UDP endpoints, in either order."""
+        if a_ip < b_ip or (a_ip == b_ip and a_port <= b_port):
+            return self._flows.get((proto, a_ip, a_port, b_ip, b_port, vlan))
+        return self._flows.get((proto, b_ip, b_port, a_ip, a_port, vlan))
+
+    # ------------------------------------------------------------------ packets
+
+    def add(self, p: Packet) -> Flow:
+        ts = p.ts
+        if ts > self.now:
+            self.now = ts
+        proto = p.proto
+        s = p.src_ip
+        d = p.dst_ip
+        if proto == 6 or proto == 17:
+            sp = p.src_port
+            dp = p.dst_port
+            if s < d or (s == d and sp <= dp):
+                key: tuple[Any, ...] = (proto, s, sp, d, dp, p.vlan)
+                low = True
+            else:
+                key = (proto, d, dp, s, sp, p.vlan)
+                low = False
+        else:
+            key, low = self._key(p)
+        flow = self._flows.get(key)
+        if flow is None:
+            flow = self._new(key, p, low)
+        elif flow.closed_at is not None and p.tcp_flags & (SYN | ACK) == SYN and proto == 6:
+            # A new SYN on a closed connection: the port pair is being reused.
+            self._end(flow, "tcp_closed", True)
+            flow = self._new(key, p, low)
+        elif ts - flow.last >= self.idle_timeout:
+            # Idle for longer than the timeout but not swept yet: that flow is over, this is a new one.
+            self._end(flow, "idle_timeout", True)
+            flow = self._new(key, p, low)
+        elif ts - flow.first >= self.active_timeout:
+            self._segment(flow, ts)
+        flow.last = ts
+        plen = len(p.payload)
+        # The steady state of a TCP connection (no SYN/FIN/RST, both sides seen) stays inline.
+        if low == flow.orig_low:
+            flow.from_orig = True
+            flow.opkts += 1
+            flow.obytes += p.length
+            flow.opl += plen
+            if proto == 6:
+                flags = p.tcp_flags
+                if flags & 0x07 or flow.ostate == INACTIVE:
+                    self._tcp(flow, p, True)
+                elif plen:
+                    end = (p.seq + plen) & _M32
+                    hw = flow.ohw
+                    if hw is None or 0 < ((end - hw) & _M32) < 0x80000000:
+                        flow.ohw = end
+                        bit = _D
+                    else:  # nothing beyond what this side already sent: a retransmission
+                        bit = _T
+                    if not flow.hist_mask & bit:
+                        self._add_letter(flow, bit)
+                elif flags & ACK and not flow.hist_mask & _A:
+                    self._add_letter(flow, _A)
+        else:
+            flow.from_orig = False
+            flow.rpkts += 1
+            flow.rbytes += p.length
+            flow.rpl += plen
+            if proto == 6:
+                flags = p.tcp_flags
+                if flags & 0x07 or flow.rstate == INACTIVE:
+                    self._tcp(flow, p, False)
+                elif plen:
+                    end = (p.seq + plen) & _M32
+                    hw = flow.rhw
+                    if hw is None or 0 < ((end - hw) & _M32) < 0x80000000:
+                        flow.rhw = end
+                        bit = _D << 16
+                    else:
+                        bit = _T << 16
+                    if not flow.hist_mask & bit:
+                        self._add_letter(flow, bit)
+                elif flags & ACK and not flow.hist_mask & (_A << 16):
+                    self._add_letter(flow, _A << 16)
+        return flow
+
+    @staticmethod
+    def _key(p: Packet) -> tuple[tuple[Any, ...], bool]:
+        """Flow key of a packet other than TCP/UDP: ICMP types stand in for ports (echo pairs)."""
+        proto = p.proto
+        s = p.src_ip
+        d = p.dst_ip
+        sp = p.src_port
+        dp = p.dst_port
+        one_way = False
+        if proto == 1 or proto == 58:
+            sp, dp, one_way = icmp_ports(proto, p.icmp_type or 0, p.icmp_code or 0)
+        if one_way or s < d or (s == d and sp <= dp):
+            return (proto, s, sp, d, dp, p.vlan), True
+        return (proto, d, dp, s, sp, p.vlan), False
+
+    @staticmethod
+    def _add_letter(flow: Flow, bit: int) -> None:
+        flow.hist_mask |= bit
+        flow.history += _CHAR_OF_BIT[bit]
+
+    def _new(self, key: tuple[Any, ...], p: Packet, low: bool) -> Flow:
+        flipped = False
+        proto = p.proto
+        if proto == 6:
+            flags = p.tcp_flags
+            if flags & SYN:
+                flipped = bool(flags & ACK)
+            else:
+                flipped = _is_service(p.src_port) and not _is_service(p.dst_port)
+        elif proto == 17 or proto == 132:
+            flipped = _is_service(p.src_port) and not _is_service(p.dst_port)
+        elif proto == 1 or proto == 58:
+            flipped = p.icmp_type in _ICMP_REPLIES[proto]
+        flow = Flow(key, p, flipped, low)
+        flows = self._flows
+        if len(flows) >= self.max_flows:
+            self._evict()
+        flows[key] = flow
+        self.created += 1
+        return flow
+
+    def _tcp(self, flow: Flow, p: Packet, from_orig: bool) -> None:
+        flags = p.tcp_flags
+        plen = len(p.payload)
+        control = flags & (SYN | FIN | RST)
+        # history letters, Zeek's update_history
+        if control:
+            if control & (control - 1):  # more than one of SYN/FIN/RST
+                self._letter(flow, "I" if control == FIN | RST else "Q", from_orig)
+            elif control == SYN:
+                self._letter(flow, "H" if flags & ACK else "S", from_orig)
+            elif control == FIN:
+                self._letter(flow, "F", from_orig)
+            else:
+                self._letter(flow, "R", from_orig)
+        elif flags & ACK and not plen:
+            self._letter(flow, "A", from_orig)
+        seq = p.seq
+        hw = flow.ohw if from_orig else flow.rhw
+        if flags & SYN:
+            hw = (seq + 1 + plen) & _M32
+            if from_orig:
+                flow.oisn = seq
+            else:
+                flow.risn = seq
+        elif plen:
+            end = (seq + plen) & _M32
+            if hw is None:
+                hw = end
+                self._letter(flow, "D", from_orig)
+            else:
+                ahead = (end - hw) & _M32
+                if ahead == 0 or ahead & 0x80000000:  # nothing beyond what this side already sent
+                    self._letter(flow, "T", from_orig)
+                else:
+                    hw = end
+                    self._letter(flow, "D", from_orig)
+        if from_orig:
+            flow.ohw = hw
+        else:
+            flow.rhw = hw
+        self._state(flow, flags, plen, from_orig)
+
+    @staticmethod
+    def _letter(flow: Flow, letter: str, from_orig: bool) -> None:
+        bit = _BIT[letter] if from_orig else _BIT[letter] << 16
+        if not flow.hist_mask & bit:
+            flow.hist_mask |= bit
+            flow.history += letter if from_orig else letter.lower()
+
+    def _state(self, flow: Flow, flags: int, plen: int, from_orig: bool) -> None:
+        """Advance the endpoint states; a connection closed by FINs or a reset ends soon."""
+        e = flow.ostate if from_orig else flow.rstate
+        peer = flow.rstate if from_orig else flow.ostate
+        e, peer = next_states(e, peer, flags, plen, from_orig, flow.ostate)
+        if from_orig:
+            flow.ostate, flow.rstate = e, peer
+        else:
+            flow.rstate, flow.ostate = e, peer
+        if flow.closed_at is None and (
+            e == RESET or peer == RESET or (flow.ostate == CLOSED and flow.rstate == CLOSED)
+        ):
+            flow.closed_at = flow.last
+            self._closing[flow.key] = flow
+
+    # ------------------------------------------------------------------ ending
+
+    def expire(self, now: float) -> None:
+        """Emit flows idle for longer than their timeout (call often; cheap when nothing is due)."""
+        if now > self.now:
+            self.now = now
+        closing = self._closing
+        while closing:
+            key = next(iter(closing))
+            flow = closing[key]
+            if now - flow.closed_at < self.closed_timeout:  # type: ignore[operator]
+                break
+            del closing[key]
+            if self._flows.get(key) is flow:
+                self._end(flow, "tcp_closed", True)
+        flows = self._flows
+        idle = self.idle_timeout
+        while flows:
+            key = next(iter(flows))
+            flow = flows[key]
+            if now - flow.pos < idle:
+                break
+            if now - flow.last >= idle:
+                self._end(flow, "idle_timeout", True)
+            else:  # active since placed: give it a new place at the end
+                flows.move_to_end(key)
+                flow.pos = now
+
+    def _evict(self) -> None:
+        flows = self._flows
+        now = self.now
+        while flows:
+            key = next(iter(flows))
+            flow = flows[key]
+            if flow.last > flow.pos and flow.pos < now:
+                flows.move_to_end(key)
+                flow.pos = now
+                continue
+            self.evicted += 1
+            self._end(flow, "evicted", True)
+            return
+
+    def flush(self) -> None:
+        """End of input: emit every open flow."""
+        for flow in list(self._flows.values()):
+            self._end(flow, "end_of_capture", True)
+        self._closing.clear()
+
+    def _segment(self, flow: Flow, ts: float) -> None:
+        if self.on_end is not None:
+            self.on_end(flow, False)
+        self.on_emit(self.record(flow, "active_timeout", False))
+        self.segments += 1
+        flow.segment += 1
+        flow.first = ts
+        flow.opkts = flow.obytes = flow.rpkts = flow.rbytes = flow.opl = flow.rpl = 0
+
+    def _end(self, flow: Flow, reason: str, final: bool) -> None:
+        del self._flows[flow.key]
+        self._closing.pop(flow.key, None)
+        if self.on_end is not None:
+            self.on_end(flow, final)
+        self.emitted += 1
+        self.on_emit(self.record(flow, reason, final))
+
+    # ------------------------------------------------------------------ records
+
+    @staticmethod
+    def community_id(flow: Flow) -> str:
+        cid = flow.cid
+        if cid is None:
+            if flow.proto == 1 or flow.proto == 58:
+                cid = community_id(
+                    flow.orig_ip, flow.resp_ip, flow.proto, icmp_type=flow.icmp_type, icmp_code=flow.icmp_code
+                )
+            else:
+                cid = community_id(flow.orig_ip, flow.resp_ip, flow.proto, flow.orig_port, flow.resp_port)
+            flow.cid = cid
+        return cid
+
+    def record(self, flow: Flow, reason: str, final: bool) -> dict[str, Any]:
+        proto = flow.proto
+        cid = self.community_id(flow)
+        has_ports = proto == 6 or proto == 17 or proto == 132
+        source: dict[str, Any] = {"ip": flow.orig_ip, "packets": flow.opkts, "bytes": flow.obytes}
+        destination: dict[str, Any] = {"ip": flow.resp_ip, "packets": flow.rpkts, "bytes": flow.rbytes}
+        if has_ports:
+            source["port"] = flow.orig_port
+            destination["port"] = flow.resp_port
+        network: dict[str, Any] = {
+            "transport": TRANSPORT_NAMES.get(proto, str(proto)),
+            "iana_number": str(proto),
+            "type": "ipv6" if flow.ip_version == 6 else "ipv4",
+            "community_id": cid,
+            "direction": direction_of(self.internal, flow.orig_ip, flow.resp_ip),
+            "bytes": flow.obytes + flow.rbytes,
+            "packets": flow.opkts + flow.rpkts,
+        }
+        protocol = flow.protocol or (PORT_PROTOCOLS.get(flow.resp_port) if has_ports else None)
+        if protocol:
+            network["protocol"] = protocol
+        if flow.vlan is not None:
+            network["vlan"] = {"id": str(flow.vlan)}
+        state = flow.conn_state()
+        connection: dict[str, Any] = {"conn_state": state, "state": state}
+        if proto == 6:
+            connection["history"] = flow.history
+            description = STATE_DESCRIPTIONS[state]
+        elif proto == 17:
+            description = _UDP_DESCRIPTIONS[state]
+        else:
+            description = "connectionless traffic"
+        if proto == 1 or proto == 58:
+            connection["icmp"] = {"type": flow.icmp_type, "code": flow.icmp_code}
+        duration = flow.last - flow.first
+        start = _iso(flow.first)
+        return {
+            "@timestamp": start,
+            "event": {
+                "dataset": "network.flow",
+                "kind": "event",
+                "category": ["network"],
+                "type": ["connection", "end"] if final else ["connection"],
+                "start": start,
+                "end": _iso(flow.last),
+                # timestamps are floats (~0.2 µs resolution today): whole microseconds are honest
+                "duration": round(duration * 1e6) * 1000,
+            },
+            "source": source,
+            "destination": destination,
+            "network": network,
+            "related": {
+                "ip": [flow.orig_ip] if flow.orig_ip == flow.resp_ip else [flow.orig_ip, flow.resp_ip]
+            },
+            "zeek": {"connection": connection},
+            "hcm": {
+                "flow": {
+                    "id_key": f"{cid}|{flow.conn_start:.6f}|{flow.segment}",
+                    "state_description": description,
+                    "segment": flow.segment,
+                    "end_reason": reason,
+                    "source_payload_bytes": flow.opl,
+                    "destination_payload_bytes": flow.rpl,
+                }
+            },
+        }
