@@ -23,6 +23,8 @@ Measured, in this order:
 
   ours     `iter_pcap` -> `NetworkAnalyzer` (flows + DNS + HTTP + TLS) -> records into a
            counting sink, the process pinned to core `--cpu`; `--rounds` runs, median.
+  stages   the same capture through `iter_pcap` alone, then `iter_pcap` -> `FlowTable`
+           (flow records, no application analyzers), per CPU second: where the time goes.
   tshark   `tshark -r FILE -n -T fields -e ...` extracting the same fields (addresses,
            ports, flags, DNS id/name/type/rcode/answers/TTLs, HTTP method/host/URI/agent/
            status/content type, TLS SNI/ALPN/ciphers/version/JA3) to /dev/null, pinned to
@@ -300,7 +302,7 @@ def ensure(path: Path, make: Any, *args: Any) -> Path:
 def analyse(path: Path, max_flows: int | None = None) -> dict[str, Any]:
     """Decode + analyse one capture into a counting sink: packets, records, wall and CPU seconds."""
     from hcm_soc.collectors.network.analyzer import NetworkAnalyzer
-    from hcm_soc.collectors.network.packets import iter_pcap
+    from hcm_soc.collectors.network.pcapfile import iter_pcap
     from hcm_soc.config import NetworkSettings
 
     s = NetworkSettings()
@@ -332,6 +334,45 @@ def analyse(path: Path, max_flows: int | None = None) -> dict[str, Any]:
         "packets_per_cpu_s": packets / cpu,
         "stats": analyzer.stats(),
     }
+
+
+def stages(path: Path) -> dict[str, float]:
+    """Packets per CPU second of the first stages alone: reading + decoding into `Packet`s, and
+    that + the flow table with its flow records (no application analyzers). With the full
+    analyzer's rate this says where the time goes."""
+    from hcm_soc.collectors.network.flows import FlowTable
+    from hcm_soc.collectors.network.pcapfile import iter_pcap
+    from hcm_soc.config import NetworkSettings
+
+    s = NetworkSettings()
+    out: dict[str, float] = {}
+    c0 = time.process_time()
+    packets = sum(1 for _ in iter_pcap(path))
+    out["decode"] = packets / (time.process_time() - c0)
+    records = 0
+
+    def count(event: dict[str, Any]) -> None:
+        nonlocal records
+        records += 1
+
+    table = FlowTable(
+        count,
+        s.max_flows,
+        internal_networks=s.internal_networks,
+        active_timeout=s.active_timeout,
+        idle_timeout=s.idle_timeout,
+    )
+    add = table.add
+    c0 = time.process_time()
+    last = 0.0
+    for packet in iter_pcap(path):
+        if packet.ts - last >= 1.0:  # the analyzer's sweep interval
+            last = packet.ts
+            table.expire(packet.ts)
+        add(packet)
+    table.flush()
+    out["decode_flows"] = packets / (time.process_time() - c0)
+    return out
 
 
 # fmt: off
@@ -404,7 +445,7 @@ def child_es(path: Path, url: str, limit: int) -> dict[str, Any]:
     from itertools import islice
 
     from hcm_soc.collectors.network.analyzer import NetworkAnalyzer
-    from hcm_soc.collectors.network.packets import iter_pcap
+    from hcm_soc.collectors.network.pcapfile import iter_pcap
     from hcm_soc.collectors.network.writer import NetworkRecordWriter
     from hcm_soc.config import NetworkSettings, load_settings
     from hcm_soc.store.bulk import BulkWriter
@@ -470,6 +511,11 @@ def measure_mix(path: Path, rounds: int, cpu: int, skip_tshark: bool) -> dict[st
             f"load {_load()}",
             file=sys.stderr,
         )
+    stage_rates = stages(path)
+    print(
+        f"  stages: decode {stage_rates['decode']:,.0f}/CPU-s, decode + flows {stage_rates['decode_flows']:,.0f}/CPU-s",
+        file=sys.stderr,
+    )
     os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
     best = max(runs, key=lambda r: r["packets_per_cpu_s"])
     out: dict[str, Any] = {
@@ -480,6 +526,7 @@ def measure_mix(path: Path, rounds: int, cpu: int, skip_tshark: bool) -> dict[st
         "packets_per_s_median": statistics.median(r["packets_per_s"] for r in runs),
         "packets_per_cpu_s_median": statistics.median(r["packets_per_cpu_s"] for r in runs),
         "rounds": runs,
+        "stages_packets_per_cpu_s": stage_rates,
     }
     if not skip_tshark:
         t = run_tshark(path, cpu)
@@ -565,6 +612,13 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  ours        {m['packets_per_s_median']:,.0f} packets/s wall, "
             f"{m['packets_per_cpu_s_median']:,.0f} packets/CPU-s (median of {a.rounds})"
+        )
+        st = m["stages_packets_per_cpu_s"]
+        full = m["packets_per_cpu_s_median"]
+        print(
+            f"  stages      decode {st['decode']:,.0f}/CPU-s ({1e6 / st['decode']:.2f} µs), + flow table "
+            f"{st['decode_flows']:,.0f}/CPU-s ({1e6 / st['decode_flows']:.2f} µs), + analyzers "
+            f"{full:,.0f}/CPU-s ({1e6 / full:.2f} µs per packet)"
         )
         t = m.get("tshark")
         if t:

@@ -1,8 +1,9 @@
-"""`hcm-soc rules ...`: validate, list, convert, test, backtest and status of Sigma rules.
+"""`hcm-soc rules ...`: validate, lint, list, convert, test, backtest, status and silent sources.
 
 Data goes to stdout (a table, or JSON with `--json`), diagnostics to stderr. Exit codes:
-0 ok, 1 findings (`validate` found problems; `test` matched no event), 2 usage error or a
-rule that cannot be found/compiled, 3 Elasticsearch unreachable.
+0 ok, 1 findings (`validate` found problems; `lint` found a rule that can never match; `test`
+matched no event; `silent-sources` found a silent source), 2 usage error or a rule that cannot
+be found/compiled, 3 Elasticsearch unreachable.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ if TYPE_CHECKING:
     from hcm_soc.detection.model import CompiledRule, LoadedRule, MatchResult, RuleProblem, Window
     from hcm_soc.store.names import IndexNames
 
-app = typer.Typer(help="Sigma rules: validate, list, convert, test, backtest, status.", no_args_is_help=True)
+app = typer.Typer(
+    help="Sigma rules: validate, lint, list, convert, test, backtest, status, silent sources.",
+    no_args_is_help=True,
+)
 
 JSON_OPT = typer.Option(False, "--json", help="print JSON")
 #: fields shown next to a matched event (the first ones present)
@@ -288,17 +292,22 @@ def validate(
     ctx: typer.Context,
     paths: list[Path] = typer.Argument(None, help="rule files or folders (default: paths.rules)"),
     warnings: bool = typer.Option(False, "--warnings", help="also print the validators' style findings"),
+    lint: bool = typer.Option(
+        False, "--lint", help="also lint the rules against the live mappings (see `rules lint`)"
+    ),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Parse, validate and compile every rule; print every problem as `file[:line]: id 'title': reason`.
 
-    Exit 1 when any rule has a problem (it would not run); warnings (style findings of pySigma's
-    validators) never change the exit code."""
+    Exit 1 when any rule has a problem (it would not run, or with --lint can never match on the
+    live mappings); warnings (style findings of pySigma's validators) never change the exit code."""
     app_ctx: AppContext = ctx.obj
     targets = list(paths or app_ctx.settings.paths.rules)
     load = _load(targets)
     cset = compile_rules(load.rules, _names(app_ctx))
     problems = [*load.problems, *cset.problems]
+    if lint:
+        problems += _lint_problems(app_ctx, [*cset.detections.values(), *cset.correlations.values()])
     files = {r.path for r in load.rules} | {p.path for p in load.problems}
     bad_ids = {p.rule_id for p in cset.problems}
     valid = [r for r in load.rules if r.id not in bad_ids]
@@ -616,3 +625,120 @@ def status(ctx: typer.Context, json_out: bool = JSON_OPT) -> None:
             for h in health
         ],
     )
+
+
+# -- lint and silent sources --------------------------------------------------------------------------
+def _lint_problems(app_ctx: AppContext, compiled: Sequence[Any]) -> list[RuleProblem]:
+    """The lint's errors (rules that can never match) as validation problems."""
+    from hcm_soc.detection.lint import lint_rules
+    from hcm_soc.detection.model import RuleProblem
+
+    with es_errors():
+        results = lint_rules(app_ctx.client(), _names(app_ctx), compiled)
+    return [
+        RuleProblem(Path(r.path), f"can never match: {f}", r.rule_id, r.title)
+        for r in results
+        for f in r.errors
+    ]
+
+
+@app.command("lint")
+def lint_cmd(
+    ctx: typer.Context,
+    rules: list[str] = typer.Argument(None, help="rule files, ids, names or titles (default: every rule)"),
+    since: str = typer.Option("7d", "--since", help="how recent the events and field values must be"),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Lint rules against the live mappings and recent events before enabling them.
+
+    Every field a rule queries must exist in the indices of its log source with a type its query
+    form works on, and should have had values recently. Exit 1 when a rule can never match
+    (errors); warnings (no recent values, no events for the log source) do not change it."""
+    from hcm_soc.detection.lint import lint_rules
+
+    app_ctx: AppContext = ctx.obj
+    names = _names(app_ctx)
+    recent = parse_duration(since)
+    compiled: list[Any] = []
+    problems: list[RuleProblem] = []
+    if rules:
+        for spec in rules:
+            load, loaded = _load_for(app_ctx, spec)
+            _, own = _compile_one(load, loaded, names)
+            compiled.append(own)
+    else:
+        cset = compile_rules(_load([p for p in app_ctx.settings.paths.rules if p.exists()]).rules, names)
+        compiled = [*cset.detections.values(), *cset.correlations.values()]
+        problems = cset.problems
+    with es_errors():
+        results = lint_rules(app_ctx.client(), names, compiled, recent=recent)
+    for p in problems:
+        info(f"not linted (does not compile): {p}")
+    if json_out:
+        emit_json([r.to_json() for r in results])
+    else:
+        for r in results:
+            for f in r.findings:
+                print(f"{r.path}: {r.rule_id} '{r.title}': {f}")
+        dead = sum(1 for r in results if r.errors)
+        warned = sum(1 for r in results if r.warnings and not r.errors)
+        print(
+            f"{len(results)} rule(s) linted: {dead} can never match, {warned} with warnings, "
+            f"{len(results) - dead - warned} clean"
+        )
+    if any(r.errors for r in results):
+        raise typer.Exit(1)
+
+
+@app.command("silent-sources")
+def silent_sources(ctx: typer.Context, json_out: bool = JSON_OPT) -> None:
+    """The built-in silent-source check, now: every source (dataset on host) with its usual gap and
+    how long it has been quiet; silent ones name the rules now blind. Raises no alert (the engine
+    does); exit 1 when a source is silent."""
+    from hcm_soc.detection.silence import (
+        SilenceParams,
+        SilentSourceCheck,
+        compile_detection_rules,
+        human_duration,
+    )
+
+    app_ctx: AppContext = ctx.obj
+    names = _names(app_ctx)
+    rules = compile_detection_rules(app_ctx.settings, names)
+    with es_errors():
+        params = SilenceParams.from_settings(app_ctx.settings)
+        states = SilentSourceCheck(app_ctx.client(), names, rules, params).assess(datetime.now(UTC))
+    if json_out:
+        emit_json([s.to_json() for s in states])
+    elif not states:
+        info("no source has sent enough events in the baseline to be judged")
+    else:
+        emit_table(
+            [
+                "STATUS",
+                "DATASET",
+                "HOST",
+                "EVENTS",
+                "LAST SEEN",
+                "USUAL GAP",
+                "SILENT AFTER",
+                "QUIET FOR",
+                "BLIND",
+            ],
+            [
+                [
+                    "SILENT" if s.silent else "ok",
+                    s.dataset,
+                    s.host or "-",
+                    s.events,
+                    f"{s.last_seen:%Y-%m-%d %H:%M:%S}Z",
+                    human_duration(s.mean_gap),
+                    human_duration(s.threshold),
+                    human_duration(s.silent_for),
+                    len(s.blind_rules) if s.silent else "",
+                ]
+                for s in states
+            ],
+        )
+    if any(s.silent for s in states):
+        raise typer.Exit(1)

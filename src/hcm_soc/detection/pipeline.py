@@ -109,7 +109,7 @@ def field_types() -> dict[str, str]:
 
 
 def _kind(field_name: str) -> str:
-    """`string` (has .caseless), `text` (no .caseless), `number`, `ip`, `other`; unknown fields are
+    """`string` (has .caseless), `text` (no .caseless), `number`, `ip`, `boolean`, `other`; unknown fields are
     dynamic strings, which the template's dynamic rule gives a `.caseless` sub-field."""
     kind = field_types().get(field_name)
     if kind is None:
@@ -122,6 +122,8 @@ def _kind(field_name: str) -> str:
         return "number"
     if kind == "ip":
         return "ip"
+    if kind == "boolean":
+        return "boolean"
     if kind in ("keyword", "text", "wildcard", "match_only_text", "object", "flattened"):
         return "text"
     return "other"
@@ -221,7 +223,7 @@ def _convert_values(item: SigmaDetectionItem, fname: str | None, keep_residual: 
                 f"field reference ({fname} |fieldref {v.field}): Lucene cannot compare two fields and "
                 "the Elasticsearch node has no scripting (hcm-soc checks such rules in Python)"
             )
-        if kind in ("number", "ip") and isinstance(v, SigmaRegularExpression | SigmaExpansion):
+        if kind in ("number", "ip", "boolean") and isinstance(v, SigmaRegularExpression | SigmaExpansion):
             raise _TypeMismatch(
                 f"{type(v).__name__} value on {kind} field {fname}: only text fields take patterns"
             )
@@ -255,6 +257,11 @@ def _convert_values(item: SigmaDetectionItem, fname: str | None, keep_residual: 
                         f"value '{v}' on numeric field {fname}: wildcards and text cannot match a number"
                     )
                 out.append(SigmaNumber(float(str(v)) if "." in str(v) else int(str(v))))
+            elif kind == "boolean":
+                # Sysmon writes Signed: 'true'/'false' as text; we store a JSON boolean
+                if str(v).lower() not in ("true", "false"):
+                    raise _TypeMismatch(f"value '{v}' on boolean field {fname}: expected true or false")
+                out.append(SigmaBool(str(v).lower() == "true"))
             elif kind == "ip" and v.contains_special():
                 cidr = _ip_prefix_cidr(v)
                 if cidr is None:

@@ -64,6 +64,15 @@ def _net(dst: str, port: int = 443) -> dict[str, Any]:
     }
 
 
+def _image_load(path: str, signed: bool) -> dict[str, Any]:
+    """A Sysmon image load as the EVTX parser stores it: `Signed` becomes a JSON boolean."""
+    return {
+        "event": {"module": "windows", "code": "7"},
+        "winlog": {"channel": SYSMON, "event_id": "7", "event_data": {"ImageLoaded": path}},
+        "file": {"path": path, "code_signature": {"signed": signed}},
+    }
+
+
 def _b64(text: str, encoding: str = "utf-8") -> str:
     return base64.b64encode(text.encode(encoding)).decode()
 
@@ -71,6 +80,8 @@ def _b64(text: str, encoding: str = "utf-8") -> str:
 #: dataset -> {event id: event}; ids say what each event is for
 CORPUS: dict[str, dict[str, Any]] = {
     "windows.evtx": {
+        "dll-unsigned": _image_load("C:\\Users\\Public\\evil.dll", False),
+        "dll-signed": _image_load("C:\\Windows\\System32\\evil.dll", True),
         "whoami-upper": _proc("C:\\Windows\\System32\\WHOAMI.EXE", "whoami /ALL", IntegrityLevel="High"),
         "whoami-4688": _proc("C:\\Windows\\System32\\whoami.exe", "whoami /priv", channel="Security"),
         "whoami-bak": _proc("C:\\Temp\\whoami.exe.bak", "whoami.exe.bak"),
@@ -467,3 +478,11 @@ def test_same_event_id_in_two_backing_indices_is_one_match(store: Store) -> None
         assert result.matches[0].events[0].id == "net-user"
     finally:
         store.es.indices.delete(index=index, ignore_unavailable=True)
+
+
+def test_boolean_fields_take_sigma_text_true_false(store: Store) -> None:
+    image_load = "product: windows\n  category: image_load"
+    unsigned = "detection:\n  sel:\n    Signed: 'false'\n    ImageLoaded|endswith: '\\evil.dll'\n  condition: sel\n"
+    signed = "detection:\n  sel:\n    Signed: 'True'\n  condition: sel\n"
+    assert matched(store, unsigned, image_load) == {"dll-unsigned"}
+    assert matched(store, signed, image_load) == {"dll-signed"}

@@ -4,7 +4,10 @@ Responsible for wiring :mod:`packets` → :mod:`flows` (every packet) and, for t
 connections worth it, :mod:`tcpstream` → HTTP/TLS/DNS-over-TCP analyzers; UDP port
 53 goes straight to the DNS decoder. Which TCP connections are analysed: those to
 a known HTTP/TLS/DNS port, and those whose first client payload looks like HTTP
-or a TLS handshake (so a web server on port 8081 is still seen).
+or a TLS handshake (so a web server on port 8081 is still seen); and each direction
+only until its analyzer says nothing more from it can change a record (TLS after
+the ChangeCipherSpec, a direction that is not HTTP): later segments skip
+reassembly, so ``stats()``'s ``tcp_*`` counters cover the analysed bytes only.
 
 API for the collector and the CLI::
 
@@ -31,7 +34,7 @@ from typing import Any
 
 from hcm_soc.collectors.network.community_id import community_id
 from hcm_soc.collectors.network.dns import DnsPairing, parse_dns
-from hcm_soc.collectors.network.flows import Flow, FlowTable, direction_of
+from hcm_soc.collectors.network.flows import Flow, FlowTable
 from hcm_soc.collectors.network.http import HttpTracker
 from hcm_soc.collectors.network.packets import FrameDecoder, Packet, iter_pcap
 from hcm_soc.collectors.network.tcpstream import TcpStream
@@ -47,12 +50,13 @@ _HTTP_STARTS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b
 _MAX_DNS_TCP_BUFFER = 2 + 65_535
 _PROTOCOLS = {"network.dns": "dns", "network.http": "http", "network.tls": "tls"}
 _EXPIRE_EVERY = 1.0  # seconds of capture time between timeout sweeps
+_EMPTY: dict[str, Any] = {}  # read-only stand-in for a missing part of a record
 
 
 class _Conn:
     """Analyzer state of one TCP connection that is being analysed (``Flow.ext``)."""
 
-    __slots__ = ("app", "client_is_orig", "dns_buf", "endpoints", "records", "to_client", "to_server")
+    __slots__ = ("app", "client_is_orig", "dns_buf", "done", "endpoints", "records", "to_client", "to_server")
 
     def __init__(self, app: str, client_is_orig: bool, flow: Flow) -> None:
         self.app = app
@@ -64,6 +68,7 @@ class _Conn:
         self.to_server = TcpStream()
         self.to_client = TcpStream()
         self.records = 0
+        self.done = 0  # bit 1: client-to-server direction finished, bit 2: server-to-client
         self.dns_buf: tuple[bytearray, bytearray] | None = (
             (bytearray(), bytearray()) if app == "dns" else None
         )
@@ -119,9 +124,10 @@ class NetworkAnalyzer:
         flow = self.flows.add(p)
         proto = p.proto
         if proto == 6:
-            ext = flow.ext
-            if ext is not _SKIP:
-                self._tcp(flow, p, ext)
+            if p.payload:  # a bare ACK/FIN/RST moves no stream bytes (the flow table has its flags)
+                ext = flow.ext
+                if ext is not _SKIP:
+                    self._tcp(flow, p, ext)
         elif proto == 17 and (p.src_port == 53 or p.dst_port == 53) and p.payload:
             message = parse_dns(p.payload)
             if message is not None:
@@ -173,10 +179,11 @@ class NetworkAnalyzer:
     # ------------------------------------------------------------------ TCP
 
     def _tcp(self, flow: Flow, p: Packet, ext: Any) -> None:
+        """One TCP segment with payload; ``ext`` is the flow's ``_Conn`` or None (not classified yet:
+        the flow table keeps the SYNs' sequence numbers until the first payload)."""
+        payload = p.payload
         if ext is None:
-            if not p.payload:
-                return  # nothing to analyse yet; the flow table keeps the SYNs' sequence numbers
-            ext = flow.ext = self._classify(flow, p.payload)
+            ext = flow.ext = self._classify(flow, payload)
             if ext is _SKIP:
                 return
             # Start both streams at their SYN when it was seen, so a first segment that arrives
@@ -186,14 +193,19 @@ class NetworkAnalyzer:
                 ext.to_server.start(client_isn)
             if server_isn is not None:
                 ext.to_client.start(server_isn)
-        elif not p.payload:  # a bare ACK/FIN/RST moves no stream bytes
-            return
         conn: _Conn = ext
-        from_client = flow.from_orig == conn.client_is_orig
-        stream = conn.to_server if from_client else conn.to_client
-        chunks = stream.segment(p.seq, p.tcp_flags, p.payload)
-        if chunks:
-            self._deliver(flow, conn, p.ts, from_client, chunks)
+        if flow.from_orig == conn.client_is_orig:
+            if conn.done & 1:  # the analyzer has all it wants from the client: no reassembly
+                return
+            chunks = conn.to_server.segment(p.seq, p.tcp_flags, payload)
+            if chunks:
+                self._deliver(flow, conn, p.ts, True, chunks)
+        else:
+            if conn.done & 2:
+                return
+            chunks = conn.to_client.segment(p.seq, p.tcp_flags, payload)
+            if chunks:
+                self._deliver(flow, conn, p.ts, False, chunks)
 
     @staticmethod
     def _classify(flow: Flow, payload: bytes) -> Any:
@@ -216,18 +228,26 @@ class NetworkAnalyzer:
         return _SKIP
 
     def _deliver(self, flow: Flow, conn: _Conn, ts: float, from_client: bool, chunks: list[bytes]) -> None:
+        """Hand in-order bytes to the connection's analyzer; a direction it needs no more of is
+        marked done, and its later segments skip reassembly altogether."""
         self._current = flow
+        more = True
         try:
-            if conn.app == "http":
+            app = conn.app
+            if app == "http" or app == "tls":
+                add = self.http.add_segment if app == "http" else self.tls.add_segment
+                key = flow.key
+                endpoints = conn.endpoints
                 for chunk in chunks:
-                    self.http.add_segment(ts, flow.key, from_client, chunk, conn.endpoints)
-            elif conn.app == "tls":
-                for chunk in chunks:
-                    self.tls.add_segment(ts, flow.key, from_client, chunk, conn.endpoints)
+                    if not add(ts, key, from_client, chunk, endpoints):
+                        more = False
+                        break
             else:
                 self._dns_tcp(flow, conn, ts, from_client, chunks)
         finally:
             self._current = None
+        if not more:
+            conn.done |= 1 if from_client else 2
 
     def _dns_tcp(self, flow: Flow, conn: _Conn, ts: float, from_client: bool, chunks: list[bytes]) -> None:
         assert conn.dns_buf is not None
@@ -256,14 +276,15 @@ class NetworkAnalyzer:
         try:
             for from_client, stream in ((True, conn.to_server), (False, conn.to_client)):
                 rest = stream.finish()
-                if rest:
+                if rest and not conn.done & (1 if from_client else 2):
                     self._deliver(flow, conn, flow.last, from_client, rest)
                 self._current = flow
-                counters = self._tcp_counters
-                counters["tcp_retransmitted"] += stream.retransmitted
-                counters["tcp_out_of_order"] += stream.out_of_order
-                counters["tcp_gaps"] += stream.gaps
-                counters["tcp_missed_bytes"] += stream.missed_bytes
+                if stream.retransmitted or stream.out_of_order or stream.gaps:  # missed bytes need a gap
+                    counters = self._tcp_counters
+                    counters["tcp_retransmitted"] += stream.retransmitted
+                    counters["tcp_out_of_order"] += stream.out_of_order
+                    counters["tcp_gaps"] += stream.gaps
+                    counters["tcp_missed_bytes"] += stream.missed_bytes
             if conn.app == "http":
                 self.http.close(flow.key)
             elif conn.app == "tls":
@@ -281,14 +302,18 @@ class NetworkAnalyzer:
 
     def _decorate(self, dataset: str, event: dict[str, Any]) -> str:
         """Add the connection's Community ID, direction and VLAN; return the record's id key."""
-        network = event.setdefault("network", {})
-        src = event.get("source", {})
-        dst = event.get("destination", {})
+        network = event.get("network")
+        if network is None:
+            network = event["network"] = {}
+        src = event.get("source", _EMPTY)
+        dst = event.get("destination", _EMPTY)
         proto = 6 if network.get("transport") == "tcp" else 17
         flow = self._current
         if flow is not None and flow.proto == proto:
             flow.protocol = _PROTOCOLS[dataset]  # a record was decoded: the flow speaks this protocol
-            cid = self.flows.community_id(flow)
+            cid = flow.cid
+            if cid is None:
+                cid = self.flows.community_id(flow)
             if flow.vlan is not None:
                 network["vlan"] = {"id": str(flow.vlan)}
             network["type"] = "ipv6" if flow.ip_version == 6 else "ipv4"
@@ -298,16 +323,22 @@ class NetworkAnalyzer:
             )
             network["type"] = "ipv6" if ":" in str(src.get("ip", "")) else "ipv4"
         network["community_id"] = cid
-        network["iana_number"] = str(proto)
+        network["iana_number"] = "6" if proto == 6 else "17"
         if "ip" in src and "ip" in dst:
-            network["direction"] = direction_of(self.flows.internal, src["ip"], dst["ip"])
-            event["related"] = {"ip": [src["ip"]] if src["ip"] == dst["ip"] else [src["ip"], dst["ip"]]}
-        stamp = event.get("@timestamp", "")
+            s_ip = src["ip"]
+            d_ip = dst["ip"]
+            network["direction"] = self.flows.internal.direction(s_ip, d_ip)
+            event["related"] = {"ip": [s_ip] if s_ip == d_ip else [s_ip, d_ip]}
         if dataset == "network.dns":
-            dns = event.get("dns", {})
-            question = dns.get("question", {})
-            return f"{dataset}|{cid}|{stamp}|{dns.get('id')}|{question.get('name')}|{question.get('type')}"
-        if flow is not None and isinstance(flow.ext, _Conn):
-            flow.ext.records += 1
-            return f"{dataset}|{cid}|{flow.conn_start:.6f}|{flow.ext.records}"
-        return f"{dataset}|{cid}|{stamp}"
+            dns = event.get("dns", _EMPTY)
+            question = dns.get("question", _EMPTY)
+            return (
+                f"{dataset}|{cid}|{event.get('@timestamp', '')}|{dns.get('id')}|"
+                f"{question.get('name')}|{question.get('type')}"
+            )
+        if flow is not None:
+            conn = flow.ext
+            if isinstance(conn, _Conn):
+                conn.records += 1
+                return f"{dataset}|{cid}|{flow.conn_start:.6f}|{conn.records}"
+        return f"{dataset}|{cid}|{event.get('@timestamp', '')}"

@@ -8,6 +8,7 @@ queries emitted on timeout) and counting malformed messages instead of raising.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +44,21 @@ _TWO_LEVEL_TLDS = frozenset(
     {"vn", "uk", "au", "jp", "kr", "cn", "sg", "th", "id", "my", "nz", "br", "in", "tw"}
 )
 _MAX_POINTERS = 64  # more jumps than this in one name means a loop
+_HEADER_FLAGS = (
+    ("AA", 0x0400),
+    ("TC", 0x0200),
+    ("RD", 0x0100),
+    ("RA", 0x0080),
+    ("AD", 0x0020),
+    ("CD", 0x0010),
+)
+_FLAG_MASK = sum(bit for _, bit in _HEADER_FLAGS)
+_FLAG_NAMES: dict[int, tuple[str, ...]] = {}  # at most 64 combinations
+_HEADER = struct.Struct("!HHHHHH").unpack_from
+_QUESTION = struct.Struct("!HH").unpack_from
+_RECORD = struct.Struct("!HHIH").unpack_from
+_ntoa = socket.inet_ntoa
+_DOMAINS: dict[str, dict[str, str]] = {}  # split_domain results: few names, asked again and again
 
 
 class DnsFormatError(ValueError):
@@ -80,41 +96,44 @@ class DnsMessage:
 
 
 def _read_name(buf: bytes, offset: int) -> tuple[str, int]:
-    """Decode a possibly compressed name; returns (name, offset after the name in place)."""
-    labels: list[str] = []
+    """Decode a possibly compressed name; returns (name, offset after the name in place).
+    Labels are joined as bytes and decoded once: the "." between them ends any UTF-8
+    sequence, so this decodes (and escapes bad bytes) exactly as label by label would."""
+    labels: list[bytes] = []
     end = -1
     jumps = 0
     pos = offset
     total = 0
+    size = len(buf)
     while True:
-        if pos >= len(buf):
+        if pos >= size:
             raise DnsFormatError("name runs past the message")
         length = buf[pos]
-        if length & 0xC0 == 0xC0:
-            if pos + 1 >= len(buf):
-                raise DnsFormatError("truncated pointer")
-            jumps += 1
-            if jumps > _MAX_POINTERS:
-                raise DnsFormatError("compression loop")
-            if end < 0:
-                end = pos + 2
-            pos = ((length & 0x3F) << 8) | buf[pos + 1]
-            continue
-        if length & 0xC0:
-            raise DnsFormatError("reserved label type")
         if length == 0:
             if end < 0:
                 end = pos + 1
             break
-        label = buf[pos + 1 : pos + 1 + length]
-        if len(label) != length:
-            raise DnsFormatError("truncated label")
-        total += length + 1
-        if total > 255:
-            raise DnsFormatError("name too long")
-        labels.append(label.decode("utf-8", "backslashreplace"))
-        pos += 1 + length
-    return ".".join(labels), end
+        if length < 0x40:
+            stop = pos + 1 + length
+            if stop > size:
+                raise DnsFormatError("truncated label")
+            total += length + 1
+            if total > 255:
+                raise DnsFormatError("name too long")
+            labels.append(buf[pos + 1 : stop])
+            pos = stop
+            continue
+        if length & 0xC0 != 0xC0:
+            raise DnsFormatError("reserved label type")
+        if pos + 1 >= size:
+            raise DnsFormatError("truncated pointer")
+        jumps += 1
+        if jumps > _MAX_POINTERS:
+            raise DnsFormatError("compression loop")
+        if end < 0:
+            end = pos + 2
+        pos = ((length & 0x3F) << 8) | buf[pos + 1]
+    return b".".join(labels).decode("utf-8", "backslashreplace"), end
 
 
 def _rdata(buf: bytes, rtype: int, start: int, length: int) -> str | None:
@@ -122,7 +141,7 @@ def _rdata(buf: bytes, rtype: int, start: int, length: int) -> str | None:
     if rtype == 1:
         if length != 4:
             raise DnsFormatError("bad A length")
-        return str(ipaddress.IPv4Address(rd))
+        return _ntoa(rd)
     if rtype == 28:
         if length != 16:
             raise DnsFormatError("bad AAAA length")
@@ -156,14 +175,14 @@ def _rdata(buf: bytes, rtype: int, start: int, length: int) -> str | None:
 def _parse(buf: bytes) -> DnsMessage:
     if len(buf) < 12:
         raise DnsFormatError("short header")
-    ident, flags, qd, an, ns, ar = struct.unpack_from("!HHHHHH", buf, 0)
+    ident, flags, qd, an, ns, ar = _HEADER(buf, 0)
     pos = 12
     questions = []
     for _ in range(qd):
         name, pos = _read_name(buf, pos)
         if pos + 4 > len(buf):
             raise DnsFormatError("truncated question")
-        qtype, qclass = struct.unpack_from("!HH", buf, pos)
+        qtype, qclass = _QUESTION(buf, pos)
         pos += 4
         questions.append(DnsQuestion(name, qtype, qclass))
     answers = []
@@ -171,24 +190,30 @@ def _parse(buf: bytes) -> DnsMessage:
         name, pos = _read_name(buf, pos)
         if pos + 10 > len(buf):
             raise DnsFormatError("truncated record header")
-        rtype, rclass, ttl, rdlen = struct.unpack_from("!HHIH", buf, pos)
+        rtype, rclass, ttl, rdlen = _RECORD(buf, pos)
         pos += 10
         if pos + rdlen > len(buf):
             raise DnsFormatError("truncated rdata")
         answers.append(DnsAnswer(name, rtype, rclass, ttl, _rdata(buf, rtype, pos, rdlen), rdlen))
         pos += rdlen
-    names = ("AA", 0x0400), ("TC", 0x0200), ("RD", 0x0100), ("RA", 0x0080), ("AD", 0x0020), ("CD", 0x0010)
     return DnsMessage(
         id=ident,
         is_response=bool(flags & 0x8000),
         opcode=(flags >> 11) & 0xF,
         rcode=flags & 0xF,
-        flags=tuple(n for n, bit in names if flags & bit),
+        flags=_header_flags(flags),
         questions=tuple(questions),
         answers=tuple(answers),
         authority_count=ns,
         additional_count=ar,
     )
+
+
+def _header_flags(flags: int) -> tuple[str, ...]:
+    names = _FLAG_NAMES.get(flags & _FLAG_MASK)
+    if names is None:
+        names = _FLAG_NAMES[flags & _FLAG_MASK] = tuple(n for n, bit in _HEADER_FLAGS if flags & bit)
+    return names
 
 
 def parse_dns(payload: bytes) -> DnsMessage | None:
@@ -218,6 +243,20 @@ def parse_dns_tcp(stream_bytes: bytes) -> list[DnsMessage]:
 
 def split_domain(name: str) -> dict[str, str]:
     """registered_domain / subdomain / top_level_domain by a last-labels heuristic (no PSL)."""
+    return dict(_domain_parts(name))
+
+
+def _domain_parts(name: str) -> dict[str, str]:
+    """split_domain, cached; the caller must not change the dict."""
+    parts = _DOMAINS.get(name)
+    if parts is None:
+        if len(_DOMAINS) >= 8192:
+            _DOMAINS.clear()
+        parts = _DOMAINS[name] = _split_domain(name)
+    return parts
+
+
+def _split_domain(name: str) -> dict[str, str]:
     labels = [x for x in name.lower().rstrip(".").split(".") if x]
     if len(labels) < 2:
         return {}
@@ -329,7 +368,7 @@ class DnsPairing:
                 "name": q.name,
                 "type": TYPE_NAMES.get(q.qtype, str(q.qtype)),
                 "class": CLASS_NAMES.get(q.qclass, str(q.qclass)),
-                **split_domain(q.name),
+                **_domain_parts(q.name),
             }
         return {
             "@timestamp": iso(ts),

@@ -27,13 +27,12 @@ entries on every packet.
 
 from __future__ import annotations
 
-import ipaddress
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from hcm_soc.collectors.network.community_id import community_id, icmp_ports
+from hcm_soc.collectors.network.flowrecord import PORT_PROTOCOLS, InternalRanges, direction_of, flow_record
 from hcm_soc.collectors.network.packets import Packet
 from hcm_soc.collectors.network.tcpstream import (
     ACK,
@@ -48,23 +47,10 @@ from hcm_soc.collectors.network.tcpstream import (
     tcp_conn_state,
 )
 
-__all__ = ["STATE_DESCRIPTIONS", "Flow", "FlowTable", "direction_of"]
+__all__ = ["STATE_DESCRIPTIONS", "Flow", "FlowTable", "direction_of"]  # direction_of: re-exported
 
 _M32 = 0xFFFFFFFF
 
-TRANSPORT_NAMES = {
-    1: "icmp", 2: "igmp", 4: "ipip", 6: "tcp", 17: "udp", 41: "ipv6", 47: "gre", 50: "esp", 51: "ah",
-    58: "ipv6-icmp", 89: "ospf", 103: "pim", 112: "vrrp", 132: "sctp",
-}  # fmt: skip
-# network.protocol guessed from the responder's port when no analyzer identified the protocol
-PORT_PROTOCOLS = {
-    20: "ftp-data", 21: "ftp", 22: "ssh", 23: "telnet", 25: "smtp", 53: "dns", 67: "dhcp", 68: "dhcp",
-    69: "tftp", 80: "http", 88: "kerberos", 110: "pop3", 123: "ntp", 137: "netbios-ns", 139: "netbios-ssn",
-    143: "imap", 161: "snmp", 162: "snmp", 389: "ldap", 443: "tls", 445: "smb", 465: "smtps", 514: "syslog",
-    587: "smtp", 636: "ldaps", 853: "dns", 993: "imaps", 995: "pop3s", 1433: "mssql", 1521: "oracle",
-    3306: "mysql", 3389: "rdp", 5060: "sip", 5432: "postgresql", 5900: "vnc", 6379: "redis",
-    8080: "http", 8443: "tls", 9200: "http",
-}  # fmt: skip
 # Ports above 1023 that are services, for deciding which side of a mid-stream flow is the server.
 _SERVICE_PORTS = frozenset(PORT_PROTOCOLS) | {
     1080,
@@ -81,13 +67,6 @@ _SERVICE_PORTS = frozenset(PORT_PROTOCOLS) | {
 }
 _ICMP_REPLIES = {1: frozenset({0, 14, 16, 18}), 58: frozenset({129})}
 
-_UDP_DESCRIPTIONS = {
-    "SF": "both sides sent packets",
-    "S0": "only the originator sent packets",
-    "SHR": "only the responder sent packets",
-    "OTH": "other traffic",
-}
-
 # History letters (uppercase: originator, lowercase: responder) and their bit in Flow.hist_mask.
 _LETTERS = "SHADFRTQI^"
 _BIT = {c: 1 << i for i, c in enumerate(_LETTERS)}
@@ -95,23 +74,20 @@ _CHAR_OF_BIT = {**{b: c for c, b in _BIT.items()}, **{b << 16: c.lower() for c, 
 _A, _D, _T = _BIT["A"], _BIT["D"], _BIT["T"]
 
 
-_SECONDS: dict[int, str] = {}
+def _control_letter(flags: int) -> str | None:
+    """The history letter of a segment's SYN/FIN/RST/ACK flags (a bare ACK: "A" when it has no payload)."""
+    control = flags & (SYN | FIN | RST)
+    if control:
+        if control & (control - 1):  # more than one of SYN/FIN/RST
+            return "I" if control == FIN | RST else "Q"
+        if control == SYN:
+            return "H" if flags & ACK else "S"
+        return "F" if control == FIN else "R"
+    return "A" if flags & ACK else None
 
 
-def _iso(ts: float) -> str:
-    """Epoch seconds -> ISO 8601 UTC with microseconds; the date part is cached per second
-    because ``datetime.isoformat`` was a fifth of the cost of a flow record."""
-    sec = int(ts)
-    us = round((ts - sec) * 1e6)
-    if us >= 1_000_000:
-        sec += 1
-        us -= 1_000_000
-    prefix = _SECONDS.get(sec)
-    if prefix is None:
-        if len(_SECONDS) >= 4096:
-            _SECONDS.clear()
-        prefix = _SECONDS[sec] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-    return f"{prefix}.{us:06d}Z"
+# by flags & (SYN|FIN|RST|ACK); used for segments with a control flag or without payload
+_CONTROL_LETTERS = [_control_letter(f) for f in range(0x18)]
 
 
 def _is_service(port: int) -> bool:
@@ -217,34 +193,6 @@ class Flow:
         return "OTH"
 
 
-def direction_of(internal: Callable[[str], bool], src: str, dst: str) -> str:
-    s, d = internal(src), internal(dst)
-    if s:
-        return "internal" if d else "outbound"
-    return "inbound" if d else "external"
-
-
-class _Internal:
-    """Is an address inside the city's ranges? Cached per address string (bounded)."""
-
-    def __init__(self, networks: list[str]) -> None:
-        self.nets = [ipaddress.ip_network(n, strict=False) for n in networks]
-        self.cache: dict[str, bool] = {}
-
-    def __call__(self, ip: str) -> bool:
-        hit = self.cache.get(ip)
-        if hit is None:
-            try:
-                addr = ipaddress.ip_address(ip)
-            except ValueError:
-                return False
-            hit = any(addr in n for n in self.nets if n.version == addr.version)
-            if len(self.cache) >= 65_536:
-                self.cache.clear()
-            self.cache[ip] = hit
-        return hit
-
-
 class FlowTable:
     """The bounded table of open flows; see the module docstring."""
 
@@ -265,7 +213,7 @@ class FlowTable:
         self.active_timeout = active_timeout
         self.idle_timeout = idle_timeout
         self.closed_timeout = min(closed_timeout, idle_timeout)
-        self.internal = _Internal(
+        self.internal = InternalRanges(
             internal_networks
             if internal_networks is not None
             else ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
@@ -422,19 +370,13 @@ class FlowTable:
     def _tcp(self, flow: Flow, p: Packet, from_orig: bool) -> None:
         flags = p.tcp_flags
         plen = len(p.payload)
-        control = flags & (SYN | FIN | RST)
-        # history letters, Zeek's update_history
-        if control:
-            if control & (control - 1):  # more than one of SYN/FIN/RST
-                self._letter(flow, "I" if control == FIN | RST else "Q", from_orig)
-            elif control == SYN:
-                self._letter(flow, "H" if flags & ACK else "S", from_orig)
-            elif control == FIN:
-                self._letter(flow, "F", from_orig)
-            else:
-                self._letter(flow, "R", from_orig)
-        elif flags & ACK and not plen:
-            self._letter(flow, "A", from_orig)
+        # history letters, Zeek's update_history: one table lookup for the control letter
+        letter = _CONTROL_LETTERS[flags & 0x17] if flags & 0x07 or not plen else None
+        if letter is not None:
+            bit = _BIT[letter] if from_orig else _BIT[letter] << 16
+            if not flow.hist_mask & bit:
+                flow.hist_mask |= bit
+                flow.history += letter if from_orig else letter.lower()
         seq = p.seq
         hw = flow.ohw if from_orig else flow.rhw
         if flags & SYN:
@@ -564,68 +506,6 @@ class FlowTable:
         return cid
 
     def record(self, flow: Flow, reason: str, final: bool) -> dict[str, Any]:
-        proto = flow.proto
-        cid = self.community_id(flow)
-        has_ports = proto == 6 or proto == 17 or proto == 132
-        source: dict[str, Any] = {"ip": flow.orig_ip, "packets": flow.opkts, "bytes": flow.obytes}
-        destination: dict[str, Any] = {"ip": flow.resp_ip, "packets": flow.rpkts, "bytes": flow.rbytes}
-        if has_ports:
-            source["port"] = flow.orig_port
-            destination["port"] = flow.resp_port
-        network: dict[str, Any] = {
-            "transport": TRANSPORT_NAMES.get(proto, str(proto)),
-            "iana_number": str(proto),
-            "type": "ipv6" if flow.ip_version == 6 else "ipv4",
-            "community_id": cid,
-            "direction": direction_of(self.internal, flow.orig_ip, flow.resp_ip),
-            "bytes": flow.obytes + flow.rbytes,
-            "packets": flow.opkts + flow.rpkts,
-        }
-        protocol = flow.protocol or (PORT_PROTOCOLS.get(flow.resp_port) if has_ports else None)
-        if protocol:
-            network["protocol"] = protocol
-        if flow.vlan is not None:
-            network["vlan"] = {"id": str(flow.vlan)}
-        state = flow.conn_state()
-        connection: dict[str, Any] = {"conn_state": state, "state": state}
-        if proto == 6:
-            connection["history"] = flow.history
-            description = STATE_DESCRIPTIONS[state]
-        elif proto == 17:
-            description = _UDP_DESCRIPTIONS[state]
-        else:
-            description = "connectionless traffic"
-        if proto == 1 or proto == 58:
-            connection["icmp"] = {"type": flow.icmp_type, "code": flow.icmp_code}
-        duration = flow.last - flow.first
-        start = _iso(flow.first)
-        return {
-            "@timestamp": start,
-            "event": {
-                "dataset": "network.flow",
-                "kind": "event",
-                "category": ["network"],
-                "type": ["connection", "end"] if final else ["connection"],
-                "start": start,
-                "end": _iso(flow.last),
-                # timestamps are floats (~0.2 µs resolution today): whole microseconds are honest
-                "duration": round(duration * 1e6) * 1000,
-            },
-            "source": source,
-            "destination": destination,
-            "network": network,
-            "related": {
-                "ip": [flow.orig_ip] if flow.orig_ip == flow.resp_ip else [flow.orig_ip, flow.resp_ip]
-            },
-            "zeek": {"connection": connection},
-            "hcm": {
-                "flow": {
-                    "id_key": f"{cid}|{flow.conn_start:.6f}|{flow.segment}",
-                    "state_description": description,
-                    "segment": flow.segment,
-                    "end_reason": reason,
-                    "source_payload_bytes": flow.opl,
-                    "destination_payload_bytes": flow.rpl,
-                }
-            },
-        }
+        return flow_record(
+            flow, reason, final, self.community_id(flow), self.internal.direction(flow.orig_ip, flow.resp_ip)
+        )

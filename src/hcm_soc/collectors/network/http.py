@@ -23,6 +23,10 @@ _METHODS = frozenset(
 )
 _REQUEST_LINE = re.compile(rb"^([A-Z]{3,10}) (\S+) HTTP/(\d\.\d)$")
 _STATUS_LINE = re.compile(rb"^HTTP/(\d\.\d) (\d{3})(?: (.*))?$")
+_WANTED = {
+    name.encode(): name
+    for name in ("host", "user-agent", "referer", "content-type", "content-length", "transfer-encoding")
+}
 _MAX_PENDING = 64  # pipelined requests waiting for their responses
 _MAX_HEADER = 64 * 1024  # a header block larger than this is not HTTP we want to keep buffering
 
@@ -68,9 +72,10 @@ class HttpTracker:
         from_originator: bool,
         payload: bytes,
         endpoints: tuple[str, int, str, int] | None = None,
-    ) -> None:
+    ) -> bool:
         """Feed one TCP payload. ``endpoints`` = (client ip, port, server ip, port); when omitted
-        and ``conn_key`` starts with those four values, they are taken from the key."""
+        and ``conn_key`` starts with those four values, they are taken from the key. Returns
+        False once this direction is not HTTP (later bytes of it would be ignored)."""
         conn = self._conns.get(conn_key)
         if conn is None:
             conn = self._conns[conn_key] = _Conn()
@@ -78,13 +83,22 @@ class HttpTracker:
                 endpoints = (str(conn_key[0]), int(conn_key[1]), str(conn_key[2]), int(conn_key[3]))
             conn.endpoints = endpoints
         side = conn.orig if from_originator else conn.resp
-        if side.broken or not payload:
-            return
+        if side.broken:
+            return False
+        if not payload:
+            return True
+        size = len(payload)
+        if side.remaining > size and not side.buf and not side.chunked and side.current is not None:
+            # Inside a body of known length: count it, never buffer it (downloads are most bytes).
+            side.remaining -= size
+            side.current.body_bytes += size
+            return True
         side.buf += payload
         try:
             self._drain(ts, conn, side, from_originator)
         except (ValueError, UnicodeError):
             self._break(side)
+        return not side.broken
 
     def _break(self, side: _Direction) -> None:
         side.broken = True
@@ -117,7 +131,9 @@ class HttpTracker:
             for line in lines[1:]:
                 name, sep, value = line.partition(b":")
                 if sep:
-                    headers[name.strip().decode("latin-1").lower()] = value.strip().decode("utf-8", "replace")
+                    key = _WANTED.get(name.strip().lower())
+                    if key is not None:  # decode only the headers the records and body framing use
+                        headers[key] = value.strip().decode("utf-8", "replace")
             msg = _Message(ts, match.groups(), headers)
             side.current = msg
             side.chunked = "chunked" in headers.get("transfer-encoding", "").lower()

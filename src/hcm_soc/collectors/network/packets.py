@@ -1,19 +1,14 @@
-"""Packets from pcap/pcapng files and raw frames, decoded with ``struct`` (no scapy on the hot path).
+"""Packets from raw frames, decoded with ``struct`` (no scapy on the hot path).
 
-Responsible for reading classic pcap (micro- and nanosecond, either byte order) and
-pcapng (section/interface/enhanced/simple/obsolete packet blocks, ``if_tsresol``),
-and for decoding link layers (Ethernet with 802.1Q/802.1ad/QinQ tags, Linux cooked
+Responsible for decoding link layers (Ethernet with 802.1Q/802.1ad/QinQ tags, Linux cooked
 SLL and SLL2, raw IP, BSD null/loopback), IPv4 (with bounded fragment reassembly),
 IPv6 (extension headers, bounded fragment reassembly), TCP, UDP, SCTP ports and
 ICMP/ICMPv6 type/code into small :class:`Packet` objects.
 
 API used by the collector and the CLI:
 
-- ``iter_pcap(path, *, on_progress=None, decoder=None) -> Iterator[Packet]``:
-  ``on_progress(bytes_read, total_bytes)`` is called about once per MiB. A truncated
-  or corrupt file raises :class:`PcapError` (file, packet number, byte offset,
-  reason) only after every packet before the damage was yielded, so the caller
-  keeps what was read.
+- ``iter_pcap`` and ``PcapError``: reading capture files, in :mod:`.pcapfile`
+  (re-exported here).
 - ``decode_frame(linktype, ts, frame, decoder=None) -> Packet | None`` for live
   capture (``linktype`` is the DLT number, e.g. 1 for Ethernet). ``None`` means
   "nothing to analyse": a non-IP frame, a decode error (counted) or a fragment
@@ -25,13 +20,10 @@ API used by the collector and the CLI:
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
-from hcm_soc.errors import HcmSocError
+from hcm_soc.collectors.network.pcapfile import PcapError, iter_pcap
 
 __all__ = [
     "LINKTYPE_ETHERNET",
@@ -61,8 +53,6 @@ _VLAN_TAGS = frozenset({0x8100, 0x88A8, 0x9100})
 _AF_INET6 = frozenset({10, 24, 28, 30})  # AF_INET6 on Linux, NetBSD/OpenBSD, FreeBSD, macOS
 _IPV6_EXT = frozenset({0, 43, 60, 135, 139, 140})  # hop-by-hop, routing, dest opts, mobility, HIP, shim6
 
-_MAX_CHUNK = 1 << 20
-_MAX_RECORD = 1 << 18  # no link type we read has frames this large: a bigger length is corruption
 _FRAG_TIMEOUT = 30.0  # seconds a partial datagram waits for its other fragments
 _MAX_FRAG_DATAGRAMS = 4096
 _MAX_FRAG_BYTES = 65_535 + 8
@@ -74,23 +64,6 @@ _U16 = struct.Struct("!H").unpack_from
 _U32 = struct.Struct("!I").unpack_from
 _TCP_SEQ = struct.Struct("!HHII").unpack_from
 _PORTS = struct.Struct("!HH").unpack_from
-
-
-class PcapError(HcmSocError):
-    """A capture file cannot be read (further): says which file, where and why."""
-
-    def __init__(self, path: Path | str, reason: str, *, packet: int | None = None, offset: int = 0) -> None:
-        self.path = str(path)
-        self.reason = reason
-        self.packet = packet
-        self.offset = offset
-        where = f"packet {packet} at byte offset {offset}" if packet is not None else f"byte offset {offset}"
-        kept = f"; the {packet - 1} packet(s) before it were read" if packet else ""
-        super().__init__(
-            f"{self.path}: {where}: {reason}{kept}. "
-            "Check that the capture was copied completely (a capture still being written ends "
-            "mid-packet); `capinfos`/`editcap` can show and cut the damaged part."
-        )
 
 
 class Packet:
@@ -566,242 +539,3 @@ def decode_frame(
             _default_decoder = FrameDecoder()
         decoder = _default_decoder
     return decoder.decode(linktype, ts, frame)
-
-
-# ---------------------------------------------------------------- file reading
-
-_PCAP_MAGICS = {  # magic -> (byte order, timestamp fraction units per second)
-    b"\xd4\xc3\xb2\xa1": ("<", 1e6),
-    b"\xa1\xb2\xc3\xd4": (">", 1e6),
-    b"\x4d\x3c\xb2\xa1": ("<", 1e9),
-    b"\xa1\xb2\x3c\x4d": (">", 1e9),
-}
-_PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
-
-
-class _Chunks:
-    """A read buffer over a file that hands out contiguous byte ranges and tracks file offsets."""
-
-    def __init__(self, f: object, total: int, on_progress: Callable[[int, int], None] | None) -> None:
-        self.f = f
-        self.total = total
-        self.buf = b""
-        self.pos = 0  # position in buf
-        self.base = 0  # file offset of buf[0]
-        self.on_progress = on_progress
-
-    @property
-    def offset(self) -> int:
-        return self.base + self.pos
-
-    def ensure(self, n: int) -> bool:
-        """Make n bytes available at pos; False at end of file (fewer bytes left)."""
-        if len(self.buf) - self.pos >= n:
-            return True
-        rest = self.buf[self.pos :]
-        self.base += self.pos
-        more = self.f.read(max(_MAX_CHUNK, n - len(rest)))  # type: ignore[attr-defined]
-        self.buf = rest + more
-        self.pos = 0
-        if self.on_progress is not None and more:
-            self.on_progress(self.base + len(self.buf), self.total)
-        return len(self.buf) >= n
-
-    def remaining(self) -> int:
-        return len(self.buf) - self.pos
-
-
-def iter_pcap(
-    path: Path,
-    *,
-    on_progress: Callable[[int, int], None] | None = None,
-    decoder: FrameDecoder | None = None,
-) -> Iterator[Packet]:
-    """Yield the IP packets of a pcap or pcapng file; raise :class:`PcapError` after the last good one."""
-    path = Path(path)
-    if decoder is None:
-        decoder = FrameDecoder()
-    try:
-        total = os.path.getsize(path)
-        f = open(path, "rb")  # noqa: SIM115 - closed in finally, the generator may stop early
-    except OSError as exc:
-        raise PcapError(path, f"cannot open the capture: {exc.strerror or exc}") from exc
-    try:
-        chunks = _Chunks(f, total, on_progress)
-        if not chunks.ensure(4):
-            raise PcapError(path, f"file too short to be a capture ({total} bytes)")
-        magic = chunks.buf[:4]
-        if magic in _PCAP_MAGICS:
-            yield from _read_pcap(path, chunks, decoder)
-        elif magic == _PCAPNG_SHB:
-            yield from _read_pcapng(path, chunks, decoder)
-        else:
-            raise PcapError(
-                path,
-                f"not a pcap or pcapng file (magic bytes {magic.hex()}); "
-                "compressed captures must be uncompressed first",
-            )
-        if on_progress is not None:
-            on_progress(total, total)
-    finally:
-        f.close()
-
-
-def _read_pcap(path: Path, c: _Chunks, decoder: FrameDecoder) -> Iterator[Packet]:
-    if not c.ensure(24):
-        raise PcapError(path, "truncated pcap file header (24 bytes expected)")
-    endian, resolution = _PCAP_MAGICS[c.buf[:4]]
-    linktype = struct.unpack_from(endian + "I", c.buf, 20)[0] & 0x0FFFFFFF
-    c.pos = 24
-    rec = struct.Struct(endian + "IIII").unpack_from
-    fast: Callable[[float, bytes, int, int], Packet | None] = decoder._ethernet_fast
-    if linktype != LINKTYPE_ETHERNET:
-        slow = decoder._decode
-
-        def other(ts: float, buf: bytes, start: int, end: int) -> Packet | None:
-            return slow(linktype, ts, buf, start, end)
-
-        fast = other
-
-    number = 0
-    while True:
-        buf = c.buf
-        pos = c.pos
-        if len(buf) - pos >= 16:
-            sec, frac, caplen, _wirelen = rec(buf, pos)
-            start = pos + 16
-            stop = start + caplen
-            if stop <= len(buf) and caplen <= _MAX_RECORD:  # the whole record is in the buffer
-                number += 1
-                c.pos = stop
-                p = fast(sec + frac / resolution, buf, start, stop)
-                if p is not None:
-                    yield p
-                continue
-        if not c.ensure(16):
-            if c.remaining():
-                raise PcapError(
-                    path,
-                    f"truncated record header ({c.remaining()} of 16 bytes)",
-                    packet=number + 1,
-                    offset=c.offset,
-                )
-            return
-        number += 1
-        sec, frac, caplen, _wirelen = rec(c.buf, c.pos)
-        if caplen > _MAX_RECORD:
-            raise PcapError(
-                path, f"corrupt record header: captured length {caplen} bytes", packet=number, offset=c.offset
-            )
-        if not c.ensure(16 + caplen):
-            raise PcapError(
-                path,
-                f"truncated packet data ({c.remaining() - 16} of {caplen} bytes)",
-                packet=number,
-                offset=c.offset,
-            )
-        start = c.pos + 16
-        c.pos = start + caplen
-        p = fast(sec + frac / resolution, c.buf, start, start + caplen)
-        if p is not None:
-            yield p
-
-
-def _read_pcapng(path: Path, c: _Chunks, decoder: FrameDecoder) -> Iterator[Packet]:
-    endian = "<"
-    interfaces: list[tuple[int, float]] = []  # (linktype, timestamp units per second)
-    decode = decoder._decode
-    fast = decoder._ethernet_fast
-    number = 0
-    while True:
-        if not c.ensure(12):
-            if c.remaining():
-                raise PcapError(
-                    path,
-                    f"truncated block header ({c.remaining()} bytes)",
-                    packet=number + 1,
-                    offset=c.offset,
-                )
-            return
-        head = c.buf[c.pos : c.pos + 4]
-        if head == _PCAPNG_SHB:
-            bom = c.buf[c.pos + 8 : c.pos + 12]
-            if bom == b"\x4d\x3c\x2b\x1a":
-                endian = "<"
-            elif bom == b"\x1a\x2b\x3c\x4d":
-                endian = ">"
-            else:
-                raise PcapError(path, "corrupt pcapng section header (byte-order magic)", offset=c.offset)
-            interfaces = []
-        btype, blen = struct.unpack_from(endian + "II", c.buf, c.pos)
-        if blen < 12 or blen % 4 or blen > _MAX_RECORD + 64:
-            raise PcapError(
-                path,
-                f"corrupt pcapng block (type {btype:#x}, length {blen})",
-                packet=number + 1,
-                offset=c.offset,
-            )
-        if not c.ensure(blen):
-            raise PcapError(
-                path,
-                f"truncated pcapng block (type {btype:#x}: {c.remaining()} of {blen} bytes)",
-                packet=number + 1,
-                offset=c.offset,
-            )
-        body = c.pos + 8
-        block_end = c.pos + blen - 4
-        offset = c.offset
-        c.pos += blen
-        if btype == 1:  # interface description
-            linktype = struct.unpack_from(endian + "H", c.buf, body)[0]
-            interfaces.append((linktype, _if_tsresol(c.buf, body + 8, block_end, endian)))
-        elif btype == 6 or btype == 2:  # enhanced / obsolete packet block
-            number += 1
-            if btype == 6:
-                iface, hi, lo, caplen, _wire = struct.unpack_from(endian + "IIIII", c.buf, body)
-                data = body + 20
-            else:
-                iface, _drops, hi, lo, caplen, _wire = struct.unpack_from(endian + "HHIIII", c.buf, body)
-                data = body + 20
-            if iface >= len(interfaces):
-                raise PcapError(
-                    path,
-                    f"packet names interface {iface}, which is not described",
-                    packet=number,
-                    offset=offset,
-                )
-            if data + caplen > block_end:
-                raise PcapError(
-                    path, f"captured length {caplen} exceeds its block", packet=number, offset=offset
-                )
-            linktype, unit = interfaces[iface]
-            if linktype == LINKTYPE_ETHERNET:
-                p = fast(((hi << 32) | lo) / unit, c.buf, data, data + caplen)
-            else:
-                p = decode(linktype, ((hi << 32) | lo) / unit, c.buf, data, data + caplen)
-            if p is not None:
-                yield p
-        elif btype == 3:  # simple packet block: interface 0, no timestamp
-            number += 1
-            if not interfaces:
-                raise PcapError(
-                    path, "simple packet block before any interface", packet=number, offset=offset
-                )
-            wire = struct.unpack_from(endian + "I", c.buf, body)[0]
-            caplen = min(wire, block_end - body - 4)
-            p = decode(interfaces[0][0], 0.0, c.buf, body + 4, body + 4 + caplen)
-            if p is not None:
-                yield p
-        # other blocks (name resolution, statistics, custom…) carry nothing we analyse
-
-
-def _if_tsresol(buf: bytes, pos: int, end: int, endian: str) -> float:
-    while pos + 4 <= end:
-        code, length = struct.unpack_from(endian + "HH", buf, pos)
-        if code == 0:
-            break
-        if code == 9 and length >= 1:
-            v = buf[pos + 4]
-            return 2.0 ** (v & 0x7F) if v & 0x80 else 10.0**v
-        pos += 4 + ((length + 3) & ~3)
-    return 1e6

@@ -151,6 +151,9 @@ class TcpStream:
 
     def segment(self, seq: int, flags: int, payload: bytes) -> list[bytes]:
         """Feed one segment of this direction; returns the bytes that are now in order."""
+        if seq == self.next_seq and payload and not flags & (_SYN | _RST) and not self._pending:
+            self.next_seq = (seq + len(payload)) & _M32  # the common case: the next bytes, in order
+            return [payload]
         if flags & _SYN:
             seq = (seq + 1) & _M32  # the SYN takes one sequence number; any data follows it
             if self.next_seq is None:

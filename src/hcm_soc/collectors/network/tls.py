@@ -152,6 +152,25 @@ def ja4(hello: ClientHello, transport: str = "t") -> str:
     return f"{part_a}_{part_b}_{part_c}"
 
 
+_FINGERPRINTS: dict[tuple[Any, ...], tuple[str, str, tuple[str, ...]]] = {}
+
+
+def _client_fingerprint(h: ClientHello) -> tuple[str, str, tuple[str, ...]]:
+    """(JA3, JA4, offered cipher names) of a ClientHello, cached: a network has few client stacks,
+    and these depend on everything in the hello except the server name itself."""
+    key = (
+        h.version, h.ciphers, h.extensions, h.groups, h.point_formats,
+        h.signature_algorithms, h.supported_versions, bool(h.server_name), h.alpn,
+    )  # fmt: skip
+    hit = _FINGERPRINTS.get(key)
+    if hit is None:
+        if len(_FINGERPRINTS) >= 4096:
+            _FINGERPRINTS.clear()
+        names = tuple(CIPHER_NAMES.get(c, f"0x{c:04x}") for c in h.ciphers if not is_grease(c))
+        hit = _FINGERPRINTS[key] = (h.ja3, ja4(h), names)
+    return hit
+
+
 def _records(payload: bytes) -> tuple[list[tuple[int, bytes]], int]:
     """Split TLS records; returns (records, bytes consumed). A partial record at the end is left."""
     out = []
@@ -187,8 +206,16 @@ def _messages(payload: bytes) -> list[tuple[int, bytes]]:
     return _handshakes(stream)[0]
 
 
+_U16_LISTS: dict[int, Any] = {}  # unpack_from of n big-endian 16-bit values, by n
+
+
 def _u16_list(data: bytes) -> tuple[int, ...]:
-    return struct.unpack(f"!{len(data) // 2}H", data[: len(data) // 2 * 2])
+    count = len(data) // 2
+    unpack = _U16_LISTS.get(count)
+    if unpack is None:
+        unpack = _U16_LISTS[count] = struct.Struct(f"!{count}H").unpack_from
+    values: tuple[int, ...] = unpack(data)
+    return values
 
 
 def _extensions(body: bytes, pos: int) -> list[tuple[int, bytes]]:
@@ -363,29 +390,53 @@ class TlsTracker:
         from_originator: bool,
         payload: bytes,
         endpoints: tuple[str, int, str, int] | None = None,
-    ) -> None:
-        """``endpoints`` = (client ip, client port, server ip, server port)."""
+    ) -> bool:
+        """``endpoints`` = (client ip, client port, server ip, server port). Returns False once
+        nothing this direction may still send can change the connection's event (see
+        :meth:`_side_done`): the caller can stop reassembling it."""
         conn = self._conns.get(conn_key)
         if conn is None:
             conn = self._conns[conn_key] = _TlsConn(ts, endpoints)
         elif conn.endpoints is None:
             conn.endpoints = endpoints
         side = conn.client if from_originator else conn.server
-        if side.broken or not payload:
-            return
-        side.records += payload
+        if side.broken:
+            return False
+        if not payload:
+            return True
         try:
-            records, used = _records(bytes(side.records))
-            del side.records[:used]
+            # The buffers hold only what an earlier segment left incomplete (usually nothing):
+            # a segment of whole records is parsed in place, without copies.
+            held = side.records
+            if held:
+                held += payload
+                data = bytes(held)
+                held.clear()
+            else:
+                data = payload
+            records, used = _records(data)
+            if used < len(data):
+                held += data[used:]
+            bodies = []
             for ctype, body in records:
                 if ctype == _CCS:
                     side.ccs = True
                 elif ctype == _APPDATA:
                     side.app_data = True
                 elif ctype == _HANDSHAKE and not side.ccs:  # after CCS handshake records are encrypted
-                    side.handshake += body
-            messages, used = _handshakes(bytes(side.handshake))
-            del side.handshake[:used]
+                    bodies.append(body)
+            messages: list[tuple[int, bytes]] = []
+            if bodies:
+                held = side.handshake
+                if held or len(bodies) > 1:
+                    held += b"".join(bodies)
+                    data = bytes(held)
+                    held.clear()
+                else:
+                    data = bodies[0]
+                messages, used = _handshakes(data)
+                if used < len(data):
+                    held += data[used:]
             for mtype, body in messages:
                 if mtype == _CLIENT_HELLO and from_originator and conn.hello is None:
                     conn.hello = _decode_client_hello(body)
@@ -400,6 +451,22 @@ class TlsTracker:
             side.records.clear()
             side.handshake.clear()
             self.malformed += 1
+            return False
+        return not self._side_done(conn, from_originator)
+
+    @staticmethod
+    def _side_done(conn: _TlsConn, client: bool) -> bool:
+        """Can nothing more from this side change the event? After a side's ChangeCipherSpec its
+        handshake is encrypted (the hellos and certificate are fixed), and the event reads only
+        the flags below; in TLS 1.3 everything after the ServerHello is encrypted."""
+        sh = conn.server_hello
+        tls13 = sh is not None and sh.version == 0x0304
+        if client:
+            side = conn.client
+            # ≤ 1.2: established needs the client's CCS; 1.3: its first application record.
+            return side.app_data and (side.ccs or (tls13 and conn.hello is not None))
+        side = conn.server
+        return side.ccs or (tls13 and side.app_data)
 
     def close(self, conn_key: Any) -> None:
         conn = self._conns.pop(conn_key, None)
@@ -417,10 +484,9 @@ class TlsTracker:
         server: dict[str, Any] = {}
         if conn.hello is not None:
             h = conn.hello
-            client.update(ja3=h.ja3, ja4=ja4(h))
-            client["supported_ciphers"] = [
-                CIPHER_NAMES.get(c, f"0x{c:04x}") for c in h.ciphers if not is_grease(c)
-            ]
+            ja3, ja4_, ciphers = _client_fingerprint(h)
+            client.update(ja3=ja3, ja4=ja4_)
+            client["supported_ciphers"] = list(ciphers)
             if h.server_name:
                 client["server_name"] = h.server_name
             if h.alpn:

@@ -1,0 +1,183 @@
+"""The ECS ``network.flow`` record of one flow, and the lookups it needs (names, directions).
+
+Responsible for turning a :class:`~.flows.Flow` into its record (ECS ``source.*``,
+``destination.*``, ``network.*``, ``event.*``, Zeek's ``conn_state``/``history``
+under ``zeek.connection``, our ``hcm.flow`` details), for the transport and
+port-to-protocol names, and for ``network.direction`` from the internal ranges.
+Kept apart from :mod:`flows` so the flow table holds only the per-packet logic.
+
+A record is built once per flow (segment), so this is a hot path of record-heavy
+captures: every dict is written as one literal, the timestamps come from the
+per-second cache in :mod:`ecs`, and the direction from a per-address cache.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from hcm_soc.collectors.network.ecs import iso_us
+from hcm_soc.collectors.network.tcpstream import STATE_DESCRIPTIONS, tcp_conn_state
+
+if TYPE_CHECKING:
+    from hcm_soc.collectors.network.flows import Flow
+
+__all__ = ["PORT_PROTOCOLS", "TRANSPORT_NAMES", "InternalRanges", "direction_of", "flow_record"]
+
+TRANSPORT_NAMES = {
+    1: "icmp", 2: "igmp", 4: "ipip", 6: "tcp", 17: "udp", 41: "ipv6", 47: "gre", 50: "esp", 51: "ah",
+    58: "ipv6-icmp", 89: "ospf", 103: "pim", 112: "vrrp", 132: "sctp",
+}  # fmt: skip
+# network.protocol guessed from the responder's port when no analyzer identified the protocol
+PORT_PROTOCOLS = {
+    20: "ftp-data", 21: "ftp", 22: "ssh", 23: "telnet", 25: "smtp", 53: "dns", 67: "dhcp", 68: "dhcp",
+    69: "tftp", 80: "http", 88: "kerberos", 110: "pop3", 123: "ntp", 137: "netbios-ns", 139: "netbios-ssn",
+    143: "imap", 161: "snmp", 162: "snmp", 389: "ldap", 443: "tls", 445: "smb", 465: "smtps", 514: "syslog",
+    587: "smtp", 636: "ldaps", 853: "dns", 993: "imaps", 995: "pop3s", 1433: "mssql", 1521: "oracle",
+    3306: "mysql", 3389: "rdp", 5060: "sip", 5432: "postgresql", 5900: "vnc", 6379: "redis",
+    8080: "http", 8443: "tls", 9200: "http",
+}  # fmt: skip
+_UDP_DESCRIPTIONS = {
+    "SF": "both sides sent packets",
+    "S0": "only the originator sent packets",
+    "SHR": "only the responder sent packets",
+    "OTH": "other traffic",
+}
+_DIRECTIONS = {
+    (True, True): "internal",
+    (True, False): "outbound",
+    (False, True): "inbound",
+    (False, False): "external",
+}
+_aton = socket.inet_aton
+_ntoa = socket.inet_ntoa
+_NAMES = {proto: (name, str(proto)) for proto, name in TRANSPORT_NAMES.items()}
+
+
+class InternalRanges:
+    """Is an address inside the city's ranges? Cached per address string (bounded)."""
+
+    def __init__(self, networks: list[str]) -> None:
+        self.nets = [ipaddress.ip_network(n, strict=False) for n in networks]
+        # IPv4 ranges as (network, mask) integers: the first sight of each address is cheap too
+        self._v4 = [(int(n.network_address), int(n.netmask)) for n in self.nets if n.version == 4]
+        self.cache: dict[str, bool] = {}
+
+    def __call__(self, ip: str) -> bool:
+        hit = self.cache.get(ip)
+        if hit is None:
+            try:
+                packed = _aton(ip)
+            except OSError:
+                packed = b""
+            if packed and _ntoa(packed) == ip:  # a canonical dotted quad (inet_aton takes "10.1" too)
+                value = int.from_bytes(packed, "big")
+                hit = any(value & mask == net for net, mask in self._v4)
+            else:
+                try:
+                    addr = ipaddress.ip_address(ip)
+                except ValueError:
+                    return False
+                hit = any(addr in n for n in self.nets if n.version == addr.version)
+            if len(self.cache) >= 65_536:
+                self.cache.clear()
+            self.cache[ip] = hit
+        return hit
+
+    def direction(self, src: str, dst: str) -> str:
+        """``network.direction`` of traffic from ``src`` to ``dst``."""
+        cache = self.cache
+        s = cache.get(src)
+        if s is None:
+            s = self(src)
+        d = cache.get(dst)
+        if d is None:
+            d = self(dst)
+        return _DIRECTIONS[s, d]
+
+
+def direction_of(internal: Callable[[str], bool], src: str, dst: str) -> str:
+    return _DIRECTIONS[internal(src), internal(dst)]
+
+
+def flow_record(flow: Flow, reason: str, final: bool, cid: str, direction: str) -> dict[str, Any]:
+    """The record of ``flow`` (the segment since ``flow.first``); ``reason`` is why it ends now."""
+    proto = flow.proto
+    orig_ip = flow.orig_ip
+    resp_ip = flow.resp_ip
+    names = _NAMES.get(proto)
+    transport, number = names if names is not None else (str(proto), str(proto))
+    opkts, rpkts, obytes, rbytes = flow.opkts, flow.rpkts, flow.obytes, flow.rbytes
+    network: dict[str, Any] = {
+        "transport": transport,
+        "iana_number": number,
+        "type": "ipv6" if flow.ip_version == 6 else "ipv4",
+        "community_id": cid,
+        "direction": direction,
+        "bytes": obytes + rbytes,
+        "packets": opkts + rpkts,
+    }
+    if proto == 6 or proto == 17 or proto == 132:
+        source: dict[str, Any] = {"ip": orig_ip, "packets": opkts, "bytes": obytes, "port": flow.orig_port}
+        destination: dict[str, Any] = {
+            "ip": resp_ip,
+            "packets": rpkts,
+            "bytes": rbytes,
+            "port": flow.resp_port,
+        }
+        protocol = flow.protocol or PORT_PROTOCOLS.get(flow.resp_port)
+    else:
+        source = {"ip": orig_ip, "packets": opkts, "bytes": obytes}
+        destination = {"ip": resp_ip, "packets": rpkts, "bytes": rbytes}
+        protocol = flow.protocol
+    if protocol:
+        network["protocol"] = protocol
+    if flow.vlan is not None:
+        network["vlan"] = {"id": str(flow.vlan)}
+    if proto == 6:
+        state = tcp_conn_state(flow.ostate, flow.rstate, flow.history, flow.opl + flow.rpl)
+        connection: dict[str, Any] = {"conn_state": state, "state": state, "history": flow.history}
+        description = STATE_DESCRIPTIONS[state]
+    else:
+        if proto == 17:
+            state = ("SF" if rpkts else "S0") if opkts else ("SHR" if rpkts else "OTH")
+            description = _UDP_DESCRIPTIONS[state]
+        else:
+            state = "OTH"
+            description = "connectionless traffic"
+        connection = {"conn_state": state, "state": state}
+        if proto == 1 or proto == 58:
+            connection["icmp"] = {"type": flow.icmp_type, "code": flow.icmp_code}
+    first = flow.first
+    last = flow.last
+    start = iso_us(first)
+    return {
+        "@timestamp": start,
+        "event": {
+            "dataset": "network.flow",
+            "kind": "event",
+            "category": ["network"],
+            "type": ["connection", "end"] if final else ["connection"],
+            "start": start,
+            "end": iso_us(last),
+            # timestamps are floats (~0.2 µs resolution today): whole microseconds are honest
+            "duration": round((last - first) * 1e6) * 1000,
+        },
+        "source": source,
+        "destination": destination,
+        "network": network,
+        "related": {"ip": [orig_ip] if orig_ip == resp_ip else [orig_ip, resp_ip]},
+        "zeek": {"connection": connection},
+        "hcm": {
+            "flow": {
+                "id_key": f"{cid}|{flow.conn_start:.6f}|{flow.segment}",
+                "state_description": description,
+                "segment": flow.segment,
+                "end_reason": reason,
+                "source_payload_bytes": flow.opl,
+                "destination_payload_bytes": flow.rpl,
+            }
+        },
+    }
