@@ -21,6 +21,7 @@ from hcm_soc.cli import engine as engine_cmd
 from hcm_soc.cli import es as es_cmd
 from hcm_soc.cli import pcap as pcap_cmd
 from hcm_soc.cli import rules as rules_cmd
+from hcm_soc.cli import rules_health as _rules_health  # noqa: F401  (registers rules status|lint|silent-sources)
 from hcm_soc.cli.context import AppContext
 from hcm_soc.cli.demo import demo
 from hcm_soc.cli.init import init
