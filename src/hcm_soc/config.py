@@ -160,6 +160,33 @@ class DetectionSettings(_Group):
     max_alerts_per_run: int = Field(default=1000, ge=1)
     jitter: float = Field(default=5.0, ge=0)  # seconds of random delay added to each scheduled run
     retry_backoff_max: float = Field(default=600.0, gt=0)  # longest wait before retrying a failed rule
+    max_alerts_per_group: int = Field(default=100, ge=1)  # per rule, run and group key; then a summary
+    batch: bool = True  # evaluate a job's detection rules together (_msearch) instead of one search each
+    backfill_horizon: float = Field(default=7 * 86400.0, ge=0)  # seconds: ledger holes this recent are filled
+    backfill_every: float = Field(default=300.0, gt=0)  # seconds between hole searches of one job's rules
+    backfill_max_windows: int = Field(default=20, ge=1)  # holes evaluated per search (the rest: next time)
+    lease: bool = True  # only the holder of the engine lease evaluates (a second engine waits as standby)
+    lease_ttl: float = Field(default=30.0, gt=0)  # a lease not renewed for this long may be taken over
+    lease_renew: float = Field(default=5.0, gt=0)  # the holder renews (a standby polls) this often
+    engine_id: str | None = None  # this engine's name in the lease and the ledger (default host:pid)
+    # the built-in silent-source check (see docs/detection-lint.md)
+    silence_check: bool = True
+    silence_every: float = Field(default=300.0, gt=0)  # seconds between checks
+    silence_baseline: float = Field(default=7 * 86400.0, gt=0)  # history a source's usual rate is taken from
+    silence_bucket: float = Field(default=3600.0, gt=0)  # histogram bucket of that history
+    silence_gap_factor: float = Field(default=3.0, gt=1)  # silent after this many usual gaps…
+    silence_floor: float = Field(default=900.0, ge=0)  # …and at least this many seconds
+    silence_min_events: int = Field(default=5, ge=1)  # sources with fewer events are not judged
+    silence_min_history: float = Field(default=3600.0, ge=0)  # nor sources seen for less than this
+
+    @model_validator(mode="after")
+    def _lease_timing(self) -> DetectionSettings:
+        # the holder must get at least two renewals in before its lease could lapse
+        if self.lease_renew * 2 > self.lease_ttl:
+            raise ValueError(
+                f"lease_renew ({self.lease_renew:g}s) must be at most half of lease_ttl ({self.lease_ttl:g}s)"
+            )
+        return self
 
 
 class NetworkSettings(_Group):

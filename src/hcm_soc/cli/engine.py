@@ -66,6 +66,8 @@ def run(
     info(f"{len(runnable)} rule(s) ready, {len(problems)} problem(s)")
 
     if once:
+        # no lease: a one-off pass beside a running engine is kept apart by the conditional state
+        # writes (and fills holes of the coverage ledger after its pass)
         engine = DetectionEngine(client, names, s.detection)
         summary = engine.run_all(engine_rules, force=True)
         summary = RunSummary(summary.runs, tuple(problems))
@@ -103,9 +105,12 @@ def run(
         raise typer.Exit(1)
     stop = _stop_on_signals()
     handle = start_engine(s, client, names, stop_event=stop, rules=engine_rules)
+    lease = handle.engine.lease
     info(
         f"engine running: {len(handle.scheduler.groups)} job(s), alerts -> {names.alerts}, "
-        f"state -> {names.state}; Ctrl-C to stop"
+        f"state -> {names.state}"
+        + (f", engine id {lease.holder} ({'active' if lease.held() else 'standby'})" if lease else "")
+        + "; Ctrl-C to stop"
     )
     # join in short steps so the main thread keeps handling SIGINT/SIGTERM
     while not handle.join(timeout=0.5):
@@ -124,6 +129,8 @@ def summarize(summary: RunSummary) -> dict[str, Any]:
         "matches": sum(r.matches for r in summary.runs),
         "events_examined": sum(r.examined for r in summary.runs),
         "gaps": sum(len(r.gaps) for r in summary.runs),
+        "suppressed": sum(r.suppressed for r in summary.runs),
+        "backfilled": sum(r.backfilled for r in summary.runs),
         "problems": [str(p) for p in summary.problems],
         "runs": [
             {
@@ -139,6 +146,8 @@ def summarize(summary: RunSummary) -> dict[str, Any]:
                 "error": r.error,
                 "skipped": r.skipped,
                 "gaps": list(r.gaps),
+                "suppressed": r.suppressed,
+                "backfilled": r.backfilled,
             }
             for r in summary.runs
         ],

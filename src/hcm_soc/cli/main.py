@@ -23,6 +23,7 @@ from hcm_soc.cli import pcap as pcap_cmd
 from hcm_soc.cli import rules as rules_cmd
 from hcm_soc.cli import rules_health as _rules_health  # noqa: F401  (registers rules status|lint|silent-sources)
 from hcm_soc.cli.context import AppContext
+from hcm_soc.cli.coverage import coverage as coverage_cmd
 from hcm_soc.cli.demo import demo
 from hcm_soc.cli.init import init
 from hcm_soc.errors import HcmSocError
@@ -43,6 +44,7 @@ app.command("run")(collect_cmd.run)
 app.command("ingest")(collect_cmd.ingest)
 app.command("pcap")(pcap_cmd.pcap)
 app.add_typer(collect_cmd.collectors_app, name="collectors")
+rules_cmd.app.command("coverage")(coverage_cmd)
 app.add_typer(rules_cmd.app, name="rules")
 app.add_typer(engine_cmd.app, name="engine")
 

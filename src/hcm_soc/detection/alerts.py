@@ -1,19 +1,27 @@
-"""Turning one Match of one rule into one alert document: the deterministic id, ATT&CK tags, entities.
+"""Turning one Match of one rule into one alert document: the deterministic id, ATT&CK tags, entities;
+and the alert caps that keep one flood from burying everything else (`AlertCaps`, `build_summary_alert`).
 
 The alert id is a hash of the rule id and the Match key only (never of the time it was
 raised or of the run), so a retried run, a restarted engine or two engines racing on the
 same window produce the same `_id` and `op_type=create` stores the alert once.
+
+Caps: a run of a rule raises at most `max_alerts_per_run` alerts, and at most
+`max_alerts_per_group` for one group key (the correlation group, else the match's
+source.ip/user.name/host.name). Matches over a cap are counted, and one summary alert per
+rule and window (id from rule + window + "summary") says how many and names the top keys.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hcm_soc.detection.model import LoadedRule, Match, Window
+from hcm_soc.detection.model import CompiledRule, LoadedRule, Match, MatchResult, Window
 from hcm_soc.models.alert import (
     RISK_SCORE,
     SEVERITY,
@@ -23,15 +31,22 @@ from hcm_soc.models.alert import (
     AlertEventRef,
     AlertHcmFields,
     AlertRuleFields,
+    AlertSummary,
     AlertWindow,
     HcmRuleFields,
     NamedEntity,
     ProcessEntity,
+    SuppressedKey,
     ThreatFields,
     ThreatTactic,
     ThreatTechnique,
     UrlEntity,
 )
+
+if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
+
+log = logging.getLogger("hcm_soc.detection.alerts")
 
 #: An alert keeps at most this many event refs (a correlation may stand for thousands of events;
 #: `hcm.events_total` keeps the true number).
@@ -208,3 +223,184 @@ def build_alert(
             last_seen=match.last_seen,
         ),
     )
+
+
+# --- caps ------------------------------------------------------------------------------------------
+
+#: Fields whose values make a detection match's group key (who or what the flood is about).
+GROUP_FIELDS = ("source.ip", "user.name", "host.name")
+TOP_KEYS = 5
+
+
+def group_key(match: Match) -> str:
+    """The key the per-group cap counts: the correlation group, else source.ip/user.name/host.name of
+    the matched event (the fields it has), else "-"."""
+    if match.group:
+        return ",".join(f"{k}={v}" for k, v in match.group)
+    source = match.events[0].source if match.events else {}
+    parts = [f"{f}={v}" for f in GROUP_FIELDS if (v := _text(_get(source, f))) is not None]
+    return ",".join(parts) or "-"
+
+
+class AlertCaps:
+    """The caps of one run of one rule: `admit` keeps the matches that may raise an alert and counts
+    the rest by group key."""
+
+    def __init__(self, per_run: int, per_group: int) -> None:
+        self.per_run = per_run
+        self.per_group = per_group
+        self.kept = 0
+        self.by_group: Counter[str] = Counter()
+
+    @property
+    def remaining(self) -> int:
+        return max(self.per_run - self.kept, 0)
+
+    def admit(self, matches: Sequence[Match]) -> tuple[list[Match], Counter[str]]:
+        kept: list[Match] = []
+        suppressed: Counter[str] = Counter()
+        for m in matches:
+            key = group_key(m)
+            if self.kept >= self.per_run or self.by_group[key] >= self.per_group:
+                suppressed[key] += 1
+                continue
+            self.by_group[key] += 1
+            self.kept += 1
+            kept.append(m)
+        return kept, suppressed
+
+
+def build_summary_alert(
+    rule: LoadedRule,
+    window: Window,
+    *,
+    raised: datetime,
+    version: str | None,
+    suppressed: int,
+    exact: bool,
+    top: Counter[str],
+    caps: AlertCaps,
+) -> Alert:
+    """The one alert that stands for the matches of `window` that went over the caps."""
+    level = rule.level if rule.level in SEVERITY else None
+    key = f"summary:{window.start.isoformat()}:{window.end.isoformat()}"
+    tops = top.most_common(TOP_KEYS)
+    names = ", ".join(f"{k} ({n})" for k, n in tops)
+    return Alert(
+        id=alert_id(rule.id, key),
+        timestamp=raised,
+        message=(
+            f"{rule.title}: {'' if exact else 'at least '}{suppressed} more match(es) raised no alert of their own "
+            f"(caps: {caps.per_run} per run, {caps.per_group} per key)"
+            + (f"; top keys: {names}" if names else "")
+        ),
+        event=AlertEventFields(
+            severity=SEVERITY.get(level or "", 0), risk_score=RISK_SCORE.get(level or "", 0.0)
+        ),
+        rule=AlertRuleFields(
+            id=rule.id,
+            name=rule.title,
+            ruleset=rule.ruleset,
+            description=rule.description,
+            reference=list(rule.references),
+            category=_log_source(rule),
+            version=version,
+        ),
+        threat=parse_attack_tags(rule.tags),
+        tags=list(rule.tags),
+        hcm=AlertHcmFields(
+            created=raised,
+            rule=HcmRuleFields(
+                id=rule.id,
+                title=rule.title,
+                level=level,  # type: ignore[arg-type]  # checked against SEVERITY's keys above
+                status=rule.status,
+                kind=rule.kind,
+                version=version,
+                tags=list(rule.tags),
+            ),
+            window=AlertWindow(start=window.start, end=window.end),
+            match_key=key,
+            events=[],
+            events_total=suppressed,
+            count=suppressed,
+            summary=AlertSummary(
+                suppressed=suppressed,
+                exact=exact,
+                max_alerts_per_run=caps.per_run,
+                max_alerts_per_group=caps.per_group,
+                top_keys=[SuppressedKey(key=k, count=n) for k, n in tops],
+            ),
+        ),
+    )
+
+
+def count_flood(es: Elasticsearch, compiled: CompiledRule, window: Window) -> tuple[int, Counter[str]] | None:
+    """For a plain detection rule whose matches were cut at the cap: how many events of `window` match
+    and the most frequent values of GROUP_FIELDS among them (`field=value` -> count), in one search.
+    None when Elasticsearch refuses (the summary then says "at least")."""
+    from hcm_soc.detection.matcher import window_filter
+
+    filters = [window_filter(window), compiled.query, *([compiled.scope] if compiled.scope else [])]
+    try:
+        resp = es.search(
+            index=",".join(compiled.indices),
+            query={"bool": {"filter": filters}},
+            size=0,
+            track_total_hits=True,
+            aggs={f: {"terms": {"field": f, "size": TOP_KEYS}} for f in GROUP_FIELDS},
+            allow_no_indices=True,
+            ignore_unavailable=True,
+        )
+    except Exception as e:  # an estimate is better than no summary: the caller says "at least"
+        log.warning(
+            "could not count the matches over the cap", extra={"rule_id": compiled.rule.id, "error": str(e)}
+        )
+        return None
+    top: Counter[str] = Counter()
+    for f in GROUP_FIELDS:
+        for b in (resp.get("aggregations") or {}).get(f, {}).get("buckets", []):
+            top[f"{f}={b.get('key_as_string', b['key'])}"] = int(b["doc_count"])
+    return int(resp["hits"]["total"]["value"]), top
+
+
+def capped_alerts(
+    rule: LoadedRule,
+    result: MatchResult,
+    window: Window,
+    caps: AlertCaps,
+    *,
+    raised: datetime,
+    version: str | None,
+    count: Callable[[], tuple[int, Counter[str]] | None],
+) -> tuple[list[Alert], int, int]:
+    """The alerts of one window under the caps: one per admitted match, plus the summary alert when
+    matches were suppressed. `count` is asked (once) only when the search stopped at the cap.
+    Returns (alerts, suppressed matches, matches that were never fetched)."""
+    kept, over = caps.admit(result.matches)
+    alerts = [build_alert(rule, m, window, raised=raised, version=version) for m in kept]
+    suppressed = sum(over.values())
+    exact = not result.truncated
+    unfetched = 0
+    if result.truncated:
+        counted = count()
+        exact = counted is not None
+        # without a count: at least one more match existed beyond the fetched ones
+        unfetched = max(counted[0] - len(result.matches), 0) if counted is not None else 1
+        suppressed += unfetched
+        # who floods: the top field values among all the window's matches (most were not fetched)
+        over = counted[1] if counted is not None else over
+    if suppressed:
+        alerts.append(
+            build_summary_alert(
+                rule,
+                window,
+                raised=raised,
+                version=version,
+                suppressed=suppressed,
+                exact=exact,
+                top=over,
+                caps=caps,
+            )
+        )
+    return alerts, suppressed, unfetched

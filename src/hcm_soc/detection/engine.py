@@ -10,6 +10,14 @@ records the error in the rule's health and is not retried before an exponential 
 the window of the run after their arrival, exactly once, because windows are selected by
 `event.ingested` and never overlap.
 
+Every committed chunk is also recorded in the coverage ledger (after its checkpoint, see
+store/detection_state.py); `backfill` evaluates the holes of the ledger (coverage.py) without
+touching checkpoints. Alerts go through the caps of detection/alerts.py: over a cap, matches
+are counted in one summary alert per window. With a lease (detection/lease.py) only the
+holder runs rules, and it checks the lease before committing each chunk (fencing).
+`run_group` evaluates the due detection rules of a job in one `_msearch` (detection/batch.py)
+when `settings.batch` is on; correlations and Python-checked rules run one by one.
+
 This module knows nothing about APScheduler (see scheduler.py): `DetectionEngine.run_rule`
 is the isolation boundary the scheduler and `hcm-soc engine run --once` call.
 """
@@ -19,21 +27,39 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from hcm_soc.config import DetectionSettings
-from hcm_soc.detection.alerts import build_alert
-from hcm_soc.detection.model import LoadedRule, MatchResult, RuleProblem, Window
+from hcm_soc.detection.alerts import AlertCaps, capped_alerts, count_flood
+from hcm_soc.detection.coverage import backoff, detect_gap, floor_ms, is_due, plan_windows
+from hcm_soc.detection.model import CompiledRule, LoadedRule, MatchResult, RuleProblem, Window
 from hcm_soc.models.alert import Alert
 from hcm_soc.store.alerts import AlertStore, CreateResult
-from hcm_soc.store.detection_state import DetectionStateStore, RuleHealth, RuleState, StateConflict
+from hcm_soc.store.detection_state import (
+    CoverageLedger,
+    DetectionStateStore,
+    LedgerEntry,
+    LedgerOutcome,
+    LedgerSummary,
+    RuleHealth,
+    RuleState,
+    StateConflict,
+)
+from hcm_soc.store.lease import LeaseLost
 from hcm_soc.store.names import IndexNames
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
+
+    from hcm_soc.detection.lease import EngineLease
+
+# window planning lives in coverage.py (what is evaluated when); re-exported for the engine's callers
+__all__ = ["backoff", "detect_gap", "floor_ms", "is_due", "plan_windows"]
 
 log = logging.getLogger("hcm_soc.detection.engine")
 
@@ -60,6 +86,74 @@ class StateBackend(Protocol):
     def save(self, state: RuleState, *, updated: datetime) -> RuleState: ...
 
 
+class LedgerBackend(Protocol):
+    def record(self, entries: Sequence[LedgerEntry]) -> int: ...
+
+
+@runtime_checkable
+class CoverageReader(Protocol):
+    """A ledger that can also be read back (what `backfill` needs)."""
+
+    def record(self, entries: Sequence[LedgerEntry]) -> int: ...
+
+    def summaries(self, rule_ids: Sequence[str], *, since: datetime | None) -> dict[str, LedgerSummary]: ...
+
+    def entries(self, rule_id: str, *, since: datetime | None = None) -> list[LedgerEntry]: ...
+
+
+class BatchEvaluator(Protocol):
+    """Many detection rules, each over its own window, in as few requests as Elasticsearch allows; an
+    item Elasticsearch refused gets its exception in place of its result."""
+
+    def __call__(
+        self, es: Elasticsearch, items: Sequence[tuple[CompiledRule, Window]], *, limit: int
+    ) -> Sequence[MatchResult | Exception]: ...
+
+
+def evaluate_batch(
+    es: Elasticsearch, items: Sequence[tuple[CompiledRule, Window]], *, limit: int
+) -> Sequence[MatchResult | Exception]:
+    """The default batch evaluator: detection/batch.py (`_msearch` for many rules)."""
+    from hcm_soc.detection.batch import evaluate_batch_outcomes
+
+    return evaluate_batch_outcomes(es, items, limit=limit)
+
+
+def batchable(rule: EngineRule) -> bool:
+    """Plain detection rules go into a batch; correlations and Python-checked rules run alone."""
+    return type(rule.compiled) is CompiledRule
+
+
+#: `RuleRun.skipped` of a run whose commit waits for the rest of its group (never returned by run_group)
+DEFERRED = "deferred: committed with its group"
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A single-window run evaluated and its alerts written, its commit left to `commit_pending`."""
+
+    rule: EngineRule
+    state: RuleState  # as read
+    new: RuleState  # what the commit writes
+    done: RuleRun
+    gaps: tuple[str, ...]
+    t0: float
+    started: datetime
+    run_id: str
+    chunk: RuleRun
+
+
+@dataclass(frozen=True, slots=True)
+class Prefetched:
+    """A rule's state and the result of its one window, read for a whole job at once: `run_rule`
+    uses the result only if the window it plans from this state is the same one."""
+
+    started: datetime
+    state: RuleState
+    window: Window | None = None
+    result: MatchResult | None = None
+
+
 def evaluate(es: Elasticsearch, compiled: Any, window: Window, *, limit: int) -> MatchResult:
     """The default evaluator: detection rules through the matcher, correlations through correlation.py."""
     from hcm_soc.detection.model import CompiledRule
@@ -71,75 +165,6 @@ def evaluate(es: Elasticsearch, compiled: Any, window: Window, *, limit: int) ->
     from hcm_soc.detection.correlation import find_correlation_matches
 
     return find_correlation_matches(es, compiled, window, limit=limit)
-
-
-# --- planning (pure functions, unit-tested with a fake clock) ---------------------------------
-
-
-def floor_ms(t: datetime) -> datetime:
-    """Elasticsearch stores `event.ingested` in milliseconds: window bounds are cut to whole ms so that
-    the `lt` of one window and the `gte` of the next round the same way."""
-    return t.astimezone(UTC).replace(microsecond=t.microsecond // 1000 * 1000)
-
-
-def plan_windows(
-    checkpoint: datetime | None,
-    now: datetime,
-    *,
-    safety_margin: timedelta,
-    max_chunk: timedelta,
-    initial_lookback: timedelta,
-    max_chunks: int | None = None,
-) -> list[Window]:
-    """The chunks a run at `now` examines: [checkpoint, now - safety_margin) cut into pieces of at most
-    `max_chunk`, the first run starting at now - initial_lookback. Empty when there is nothing new.
-    `max_chunks` bounds one run's work (the next run continues where it stopped)."""
-    end = floor_ms(now - safety_margin)
-    start = floor_ms(checkpoint) if checkpoint is not None else floor_ms(now - initial_lookback)
-    windows: list[Window] = []
-    while start < end and (max_chunks is None or len(windows) < max_chunks):
-        stop = min(end, start + max_chunk)
-        windows.append(Window(start, stop))
-        start = stop
-    return windows
-
-
-def detect_gap(
-    checkpoint: datetime | None, now: datetime, *, safety_margin: timedelta, interval: timedelta
-) -> str | None:
-    """A schedule gap: the checkpoint is more than two intervals older than a run on schedule would
-    find it (one interval behind now - safety_margin), i.e. the engine was down or the rule stuck."""
-    if checkpoint is None:
-        return None
-    expected = now - safety_margin - interval
-    behind = expected - checkpoint
-    if behind <= 2 * interval:
-        return None
-    return (
-        f"checkpoint {checkpoint.isoformat()} is {_human(behind)} older than expected "
-        f"(interval {_human(interval)}): no run covered it in time; catching up in chunks"
-    )
-
-
-def backoff(consecutive_failures: int, interval: timedelta, cap: timedelta) -> timedelta:
-    """Wait before retrying a rule after its n-th consecutive failure: interval, 2x, 4x, ... capped."""
-    n = max(consecutive_failures, 1)
-    return min(cap, interval * (2 ** min(n - 1, 30)))
-
-
-def is_due(health: RuleHealth, now: datetime, interval: timedelta) -> bool:
-    """False while a failing rule backs off. Runs come on the scheduler's ticks (one interval apart,
-    with jitter), so a tick within half an interval of `next_retry` counts as on time."""
-    return health.next_retry is None or now >= health.next_retry - interval / 2
-
-
-def _human(d: timedelta) -> str:
-    s = int(d.total_seconds())
-    if s < 120:
-        return f"{d.total_seconds():g}s"
-    if s < 7200:
-        return f"{s // 60}m"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
 # --- rules ready to run ----------------------------------------------------------------------
@@ -178,6 +203,8 @@ class RuleRun:
     error: str | None = None
     skipped: str | None = None
     gaps: tuple[str, ...] = ()
+    suppressed: int = 0  # matches over the caps (counted in summary alerts)
+    backfilled: int = 0  # ledger holes evaluated (by `backfill`)
 
     @property
     def ok(self) -> bool:
@@ -194,6 +221,10 @@ class EngineCounters:
     alerts_created: int = 0
     duplicates: int = 0
     gaps: int = 0
+    suppressed: int = 0
+    backfilled: int = 0
+    batched: int = 0  # rule windows evaluated through the batch evaluator
+    lease_lost: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +256,10 @@ class DetectionEngine:
         state: StateBackend | None = None,
         max_chunks_per_run: int | None = None,
         stop_event: threading.Event | None = None,
+        ledger: LedgerBackend | None = None,
+        lease: EngineLease | None = None,
+        engine_id: str | None = None,
+        batch_evaluator: BatchEvaluator = evaluate_batch,
     ) -> None:
         self.es = es
         self.names = names
@@ -234,6 +269,13 @@ class DetectionEngine:
         self.alerts: AlertSink = alerts if alerts is not None else AlertStore(es, names)
         self.state: StateBackend = state if state is not None else DetectionStateStore(es, names)
         self.max_chunks_per_run = max_chunks_per_run
+        # unit tests run without Elasticsearch (es=None) and without a ledger unless they give one
+        self.ledger: LedgerBackend | None = (
+            ledger if ledger is not None else (CoverageLedger(es, names) if es is not None else None)
+        )
+        self.lease = lease
+        self.engine_id = engine_id or settings.engine_id or _default_engine_id()
+        self.batch_evaluator = batch_evaluator
         # set when the engine stops: a long catch-up ends after its current chunk (committed)
         self.stop_event = stop_event or threading.Event()
         self._invalid_recorded: set[tuple[str, str]] = set()  # (rule id, version) stored as invalid
@@ -242,26 +284,27 @@ class DetectionEngine:
         # backoff kept in memory too: when Elasticsearch is down the failure cannot be stored, and
         # without this every tick would hammer it again for every rule
         self._retry: dict[str, tuple[datetime, int]] = {}
-        self._guard = threading.Lock()
+        self.guard = threading.Lock()
 
     @property
     def safety_margin(self) -> timedelta:
         return timedelta(seconds=self.settings.safety_margin)
 
-    def _lock(self, rule_id: str) -> threading.Lock:
-        with self._guard:
+    def lock_for(self, rule_id: str) -> threading.Lock:
+        with self.guard:
             return self._locks.setdefault(rule_id, threading.Lock())
 
     def stats(self) -> dict[str, int]:
-        with self._guard:
+        with self.guard:
             return dict(vars(self.counters))
 
-    def _count(self, run: RuleRun, *, conflict: bool = False) -> None:
-        with self._guard:
+    def count_run(self, run: RuleRun, *, conflict: bool = False) -> None:
+        with self.guard:
             c = self.counters
             if run.skipped:
                 c.skipped += 1
                 c.conflicts += conflict
+                c.lease_lost += run.skipped.startswith("lease")
                 return
             c.runs += 1
             c.failures += run.error is not None
@@ -269,65 +312,113 @@ class DetectionEngine:
             c.alerts_created += run.alerts_created
             c.duplicates += run.duplicates
             c.gaps += len(run.gaps)
+            c.suppressed += run.suppressed
+            c.backfilled += run.backfilled
 
     def run_all(self, rules: Iterable[EngineRule], *, force: bool = False) -> RunSummary:
-        """Run every rule once (catching up everything since its checkpoint); one failure never
-        stops the others."""
-        return RunSummary(tuple(self.run_rule(r, force=force) for r in rules))
+        """Run every rule once (catching up everything since its checkpoint), then fill the holes of
+        their coverage ledger; one failure never stops the others."""
+        todo = list(rules)
+        runs: list[RuleRun] = []
+        for i in range(0, len(todo), 200):  # bounded batches: one _msearch never carries thousands
+            runs += self.run_group(todo[i : i + 200], force=force)
+        at = {r.rule_id: n for n, r in enumerate(runs)}
+        for b in self.backfill(todo):  # folded into the rule's run: one line per rule in the summary
+            if b.rule_id in at and (b.backfilled or b.error):
+                n = at[b.rule_id]
+                runs[n] = add_runs(runs[n], b, window=runs[n].window)
+                if b.error and runs[n].error is None:
+                    runs[n] = replace(runs[n], error=b.error)
+        return RunSummary(tuple(runs))
 
-    def run_rule(self, rule: EngineRule, *, force: bool = False) -> RuleRun:
-        """Run `rule` over everything since its checkpoint. Never raises for a rule's own failure:
-        the error is logged, recorded in the rule's health and returned. `force` ignores the
-        retry backoff of a failing rule."""
-        lock = self._lock(rule.id)
-        if not lock.acquire(blocking=False):
-            run = RuleRun(rule.id, skipped="a run of this rule is still in progress")
-            self._count(run)
-            return run
-        try:
-            return self._run_locked(rule, force=force)
-        finally:
-            lock.release()
+    def run_group(self, rules: Sequence[EngineRule], *, force: bool = False) -> list[RuleRun]:
+        """Run `rules` as one scheduler job does: batched evaluation and commit (scheduler.run_group)."""
+        from hcm_soc.detection.scheduler import run_group
 
-    def _run_locked(self, rule: EngineRule, *, force: bool) -> RuleRun:
-        started = self.now()
-        t0 = time.monotonic()
-        if not force and rule.compiled is None and (rule.id, rule.version) in self._invalid_recorded:
-            run = RuleRun(rule.id, skipped=f"invalid rule (recorded): {rule.error}")
-            self._count(run)
-            return run
-        remembered = self._retry.get(rule.id)
-        if not force and remembered and started < remembered[0] - rule.interval / 2:
-            run = RuleRun(rule.id, skipped=f"backing off after a failure until {remembered[0].isoformat()}")
-            self._count(run)
-            return run
-        try:
-            state = self.state.load(rule.id)
-        except Exception as e:  # the isolation boundary: state unreadable -> this run fails, others go on
-            return self._failed(rule, None, started, t0, e, chunks=0, window=None)
-        health = state.health
-        if not force and not is_due(health, started, rule.interval):
-            run = RuleRun(rule.id, skipped=f"backing off after a failure until {health.next_retry}")
-            self._count(run)
-            return run
-        if rule.compiled is None:
-            if not force and health.status == "invalid" and health.version == rule.version:
-                run = RuleRun(rule.id, skipped=f"invalid rule (recorded): {health.last_error}")
-                self._count(run)
-                return run
-            return self._failed(rule, state, started, t0, rule.error or "not compiled", chunks=0, window=None)
+        return run_group(self, rules, force=force)
 
-        interval = rule.interval
-        windows = plan_windows(
-            health.checkpoint,
+    def prefetch(self, rules: Sequence[EngineRule]) -> dict[str, Prefetched]:
+        from hcm_soc.detection.scheduler import prefetch
+
+        return prefetch(self, rules)
+
+    def plan(self, checkpoint: datetime | None, started: datetime) -> list[Window]:
+        return plan_windows(
+            checkpoint,
             started,
             safety_margin=self.safety_margin,
             max_chunk=timedelta(seconds=self.settings.max_chunk),
             initial_lookback=timedelta(seconds=self.settings.initial_lookback),
             max_chunks=self.max_chunks_per_run,
         )
+
+    def run_rule(
+        self,
+        rule: EngineRule,
+        *,
+        force: bool = False,
+        prefetched: Prefetched | None = None,
+        defer: list[Pending] | None = None,
+    ) -> RuleRun:
+        """Run `rule` over everything since its checkpoint. Never raises for a rule's own failure:
+        the error is logged, recorded in the rule's health and returned. `force` ignores the
+        retry backoff of a failing rule."""
+        if self.lease is not None and not self.lease.held():
+            run = RuleRun(rule.id, skipped="lease held by another engine: this engine is a standby")
+            self.count_run(run)
+            return run
+        lock = self.lock_for(rule.id)
+        if not lock.acquire(blocking=False):
+            run = RuleRun(rule.id, skipped="a run of this rule is still in progress")
+            self.count_run(run)
+            return run
+        try:
+            return self._run_locked(rule, force=force, prefetched=prefetched, defer=defer)
+        finally:
+            lock.release()
+
+    def _run_locked(
+        self,
+        rule: EngineRule,
+        *,
+        force: bool,
+        prefetched: Prefetched | None,
+        defer: list[Pending] | None = None,
+    ) -> RuleRun:
+        started = prefetched.started if prefetched is not None else self.now()
+        t0 = time.monotonic()
+        if not force and rule.compiled is None and (rule.id, rule.version) in self._invalid_recorded:
+            run = RuleRun(rule.id, skipped=f"invalid rule (recorded): {rule.error}")
+            self.count_run(run)
+            return run
+        remembered = self._retry.get(rule.id)
+        if not force and remembered and started < remembered[0] - rule.interval / 2:
+            run = RuleRun(rule.id, skipped=f"backing off after a failure until {remembered[0].isoformat()}")
+            self.count_run(run)
+            return run
+        try:
+            state = prefetched.state if prefetched is not None else self.state.load(rule.id)
+        except Exception as e:  # the isolation boundary: state unreadable -> this run fails, others go on
+            return self.fail_run(rule, None, started, t0, e, chunks=0, window=None)
+        health = state.health
+        if not force and not is_due(health, started, rule.interval):
+            run = RuleRun(rule.id, skipped=f"backing off after a failure until {health.next_retry}")
+            self.count_run(run)
+            return run
+        if rule.compiled is None:
+            if not force and health.status == "invalid" and health.version == rule.version:
+                run = RuleRun(rule.id, skipped=f"invalid rule (recorded): {health.last_error}")
+                self.count_run(run)
+                return run
+            return self.fail_run(
+                rule, state, started, t0, rule.error or "not compiled", chunks=0, window=None
+            )
+
+        windows = self.plan(health.checkpoint, started)
         gaps: list[str] = []
-        if gap := detect_gap(health.checkpoint, started, safety_margin=self.safety_margin, interval=interval):
+        if gap := detect_gap(
+            health.checkpoint, started, safety_margin=self.safety_margin, interval=rule.interval
+        ):
             gaps.append(gap)
         base = self._started_health(rule, health, started, windows)
         if not windows and health.checkpoint is None:
@@ -335,83 +426,135 @@ class DetectionEngine:
             # start the rule's timeline, or every later run would start "now" again and see nothing
             base = base.model_copy(update={"checkpoint": floor_ms(started - self.safety_margin)})
         done = RuleRun(rule.id, window=_span(windows))
-        chunks = examined = matches = created = duplicates = 0
+        caps = AlertCaps(self.settings.max_alerts_per_run, self.settings.max_alerts_per_group)
+        run_id = uuid.uuid4().hex
         try:
             if not windows:
                 state = self._commit(state, base, rule, t0, done, gaps, first=True)
             for w in windows:
-                if self.stop_event.is_set() and chunks:
+                if self.stop_event.is_set() and done.chunks:
                     break
-                result = self.evaluator(self.es, rule.compiled, w, limit=self.settings.max_alerts_per_run)
-                raised = self.now()
-                alerts = [
-                    build_alert(rule.rule, m, w, raised=raised, version=rule.version) for m in result.matches
-                ]
-                written = self.alerts.create_many(alerts)
-                chunks += 1
-                examined += result.examined
-                matches += len(result.matches)
-                created += written.created
-                duplicates += written.duplicates
-                if result.truncated:
-                    gaps.append(
-                        f"window {w.start.isoformat()}..{w.end.isoformat()}: more than "
-                        f"{self.settings.max_alerts_per_run} matches (max_alerts_per_run); the rest raised no alert"
-                    )
-                done = RuleRun(
-                    rule.id,
-                    chunks=chunks,
-                    window=_span(windows[:chunks]),
-                    examined=examined,
-                    matches=matches,
-                    alerts_created=created,
-                    duplicates=duplicates,
+                ready = prefetched.result if prefetched is not None and prefetched.window == w else None
+                chunk = self.evaluate_window(rule, w, caps, ready)
+                done = add_runs(done, chunk, window=_span(windows[: done.chunks + 1]))
+                base = base.model_copy(
+                    update={
+                        "checkpoint": w.end,
+                        "suppressed": done.suppressed,
+                        "suppressed_total": health.suppressed_total + done.suppressed,
+                    }
                 )
-                base = base.model_copy(update={"checkpoint": w.end})
-                state = self._commit(state, base, rule, t0, done, gaps, first=chunks == 1)
-        except StateConflict as e:
+                if defer is not None and len(windows) == 1:
+                    # committed with the other rules of the job: one _bulk of states, one of ledger entries
+                    new = self._committed(state, base, rule, t0, done, gaps, first=True, end=self.now())
+                    defer.append(Pending(rule, state, new, done, tuple(gaps), t0, started, run_id, chunk))
+                    return replace(done, skipped=DEFERRED)
+                state = self._commit(state, base, rule, t0, done, gaps, first=done.chunks == 1)
+                self.record_coverage(rule, w, run_id, chunk, "evaluated")
+        except (StateConflict, LeaseLost) as e:
+            lost = isinstance(e, LeaseLost)
             log.warning(
-                "rule run stopped: state changed by another engine",
+                "rule run stopped: " + ("lease lost" if lost else "state changed by another engine"),
                 extra={"rule_id": rule.id, "error": str(e)},
             )
-            run = RuleRun(
-                rule.id, chunks=chunks, skipped=f"stopped: another engine instance changed its state ({e})"
-            )
-            self._count(run, conflict=True)
+            why = "lease lost" if lost else "stopped: another engine instance changed its state"
+            run = RuleRun(rule.id, chunks=done.chunks, skipped=f"{why} ({e})")
+            self.count_run(run, conflict=not lost)
             return run
         except Exception as e:  # the isolation boundary of one scheduled rule run
-            return self._failed(rule, state, started, t0, e, chunks=chunks, window=done.window, partial=done)
-        with self._guard:
+            return self.fail_run(
+                rule, state, started, t0, e, chunks=done.chunks, window=done.window, partial=done
+            )
+        return self.finish_run(rule, done, tuple(gaps), t0)
+
+    def finish_run(self, rule: EngineRule, done: RuleRun, gaps: tuple[str, ...], t0: float) -> RuleRun:
+        with self.guard:
             self._retry.pop(rule.id, None)
-        run = RuleRun(
-            rule.id,
-            chunks=chunks,
-            window=_span(windows[:chunks]),
-            examined=examined,
-            matches=matches,
-            alerts_created=created,
-            duplicates=duplicates,
-            duration_ms=_ms(t0),
-            gaps=tuple(gaps),
-        )
-        self._count(run)
+        run = replace(done, duration_ms=_ms(t0), gaps=gaps)
+        self.count_run(run)
         log.info(
             "rule run",
             extra={
                 "rule_id": rule.id,
                 "window_start": run.window.start.isoformat() if run.window else None,
                 "window_end": run.window.end.isoformat() if run.window else None,
-                "chunks": chunks,
-                "examined": examined,
-                "matches": matches,
-                "alerts": created,
-                "duplicates": duplicates,
+                "chunks": run.chunks,
+                "examined": run.examined,
+                "matches": run.matches,
+                "alerts": run.alerts_created,
+                "duplicates": run.duplicates,
+                "suppressed": run.suppressed,
                 "duration_ms": run.duration_ms,
             },
         )
         for gap in gaps:
             log.warning("gap detected", extra={"rule_id": rule.id, "gap": gap})
         return run
+
+    def evaluate_window(
+        self, rule: EngineRule, w: Window, caps: AlertCaps, ready: MatchResult | None
+    ) -> RuleRun:
+        """Evaluate one window (or take the batch's result), apply the caps, write the alerts and the
+        summary alert; returns the chunk's counts."""
+        result = ready or self.evaluator(self.es, rule.compiled, w, limit=max(caps.remaining, 1))
+
+        def count() -> tuple[int, Counter[str]] | None:
+            return count_flood(self.es, rule.compiled, w) if batchable(rule) and self.es is not None else None
+
+        alerts, suppressed, unfetched = capped_alerts(
+            rule.rule, result, w, caps, raised=self.now(), version=rule.version, count=count
+        )
+        written = self.alerts.create_many(alerts)
+        return RuleRun(
+            rule.id,
+            chunks=1,
+            window=w,
+            examined=result.examined,
+            matches=len(result.matches) + unfetched,
+            alerts_created=written.created,
+            duplicates=written.duplicates,
+            suppressed=suppressed,
+        )
+
+    def record_coverage(
+        self, rule: EngineRule, w: Window, run_id: str, chunk: RuleRun, outcome: LedgerOutcome
+    ) -> None:
+        """The ledger entry of a committed window. A failed write leaves a hole that `backfill` fills
+        (alerts are created once whatever happens), so it is logged, not raised."""
+        if self.ledger is None:
+            return
+        entry = self.ledger_entry(rule, replace(chunk, window=w), run_id, outcome)
+        try:
+            if self.ledger.record([entry]):
+                log.warning(
+                    "window already in the ledger", extra={"rule_id": rule.id, "start": w.start.isoformat()}
+                )
+        except Exception as e:  # see the docstring: back-fill repairs it
+            log.error("could not record coverage", extra={"rule_id": rule.id, "error": str(e)})
+
+    def ledger_entry(
+        self, rule: EngineRule, chunk: RuleRun, run_id: str, outcome: LedgerOutcome
+    ) -> LedgerEntry:
+        assert chunk.window is not None
+        return LedgerEntry(
+            rule_id=rule.id,
+            version=rule.version,
+            start=chunk.window.start,
+            end=chunk.window.end,
+            run_id=run_id,
+            engine_id=self.engine_id,
+            outcome=outcome,
+            matches=chunk.matches,
+            alerts=chunk.alerts_created,
+            suppressed=chunk.suppressed,
+            recorded=self.now(),
+        )
+
+    def backfill(self, rules: Sequence[EngineRule]) -> list[RuleRun]:
+        """Evaluate the holes of the coverage ledger of `rules` (see coverage.backfill)."""
+        from hcm_soc.detection.coverage import backfill
+
+        return backfill(self, rules)
 
     def _started_health(
         self, rule: EngineRule, health: RuleHealth, started: datetime, windows: list[Window]
@@ -426,6 +569,7 @@ class DetectionEngine:
                 "window_start": windows[0].start if windows else None,
                 "window_end": windows[-1].end if windows else None,
                 "version": rule.version,
+                "coverage_start": health.coverage_start or (windows[0].start if windows else None),
                 # a changed definition keeps its checkpoint (no re-alerting on old events); the
                 # previous version stays visible in health
                 "previous_version": health.version if changed else health.previous_version,
@@ -444,8 +588,28 @@ class DetectionEngine:
         first: bool,
     ) -> RuleState:
         """Store the checkpoint and the health as if the run ended here (one write per chunk): if a
-        later chunk fails, the failure overwrites the status; the checkpoint stays."""
+        later chunk fails, the failure overwrites the status; the checkpoint stays. With a lease, only
+        while it is held (fencing: a hung or cut-off engine never moves a checkpoint)."""
+        if self.lease is not None:
+            self.lease.check()
         end = self.now()
+        return self.state.save(
+            self._committed(state, health, rule, t0, done, gaps, first=first, end=end), updated=end
+        )
+
+    def _committed(
+        self,
+        state: RuleState,
+        health: RuleHealth,
+        rule: EngineRule,
+        t0: float,
+        done: RuleRun,
+        gaps: list[str],
+        *,
+        first: bool,
+        end: datetime,
+    ) -> RuleState:
+        """The state a commit of `done` writes."""
         h = health.model_copy(
             update={
                 "status": "ok",
@@ -464,11 +628,9 @@ class DetectionEngine:
                 "last_gap_at": end if gaps else health.last_gap_at,
             }
         )
-        return self.state.save(
-            state.model_copy(update={"health": h, "path": str(rule.rule.path)}), updated=end
-        )
+        return state.model_copy(update={"health": h, "path": str(rule.rule.path)})
 
-    def _failed(
+    def fail_run(
         self,
         rule: EngineRule,
         state: RuleState | None,
@@ -503,8 +665,8 @@ class DetectionEngine:
             duration_ms=_ms(t0),
             error=message,
         )
-        self._count(run)
-        with self._guard:
+        self.count_run(run)
+        with self.guard:
             before = max(
                 state.health.consecutive_failures if state else 0, self._retry.get(rule.id, (0, 0))[1]
             )
@@ -538,11 +700,31 @@ class DetectionEngine:
         try:
             self.state.save(state.model_copy(update={"health": h, "path": str(rule.rule.path)}), updated=end)
             if invalid:
-                with self._guard:
+                with self.guard:
                     self._invalid_recorded.add((rule.id, rule.version))
         except Exception as e:  # recording the failure failed too (Elasticsearch down): log, carry on
             log.error("could not record the failure", extra={"rule_id": rule.id, "error": str(e)})
         return run
+
+
+def add_runs(total: RuleRun, chunk: RuleRun, *, window: Window | None) -> RuleRun:
+    return replace(
+        total,
+        chunks=total.chunks + chunk.chunks,
+        window=window,
+        examined=total.examined + chunk.examined,
+        matches=total.matches + chunk.matches,
+        alerts_created=total.alerts_created + chunk.alerts_created,
+        duplicates=total.duplicates + chunk.duplicates,
+        suppressed=total.suppressed + chunk.suppressed,
+        backfilled=total.backfilled + chunk.backfilled,
+    )
+
+
+def _default_engine_id() -> str:
+    from hcm_soc.detection.lease import default_engine_id
+
+    return default_engine_id()
 
 
 def _span(windows: Sequence[Window]) -> Window | None:

@@ -8,7 +8,12 @@ missed ticks collapse into one run. Inside one process the engine's per-rule loc
 keeps two runs of a rule apart; across processes (a second engine, `engine run --once`
 beside a running engine) the optimistic concurrency of the state document does. A
 failing rule stays in its group; `DetectionEngine.run_rule` skips it until its backoff
-has passed. `start_engine` is what `hcm-soc engine run` and `hcm-soc run` call.
+has passed. A job first evaluates its plain detection rules in one batch (`engine.prefetch`),
+then runs each rule, then — every `backfill_every` seconds — fills the holes of their coverage
+ledger. With `detection.lease` on, `start_engine` runs the lease thread (detection/lease.py):
+jobs of an engine that does not hold the lease do nothing, so a second engine is a standby
+that takes over within `lease_ttl + lease_renew`. `start_engine` is what `hcm-soc engine run`
+and `hcm-soc run` call.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,12 +35,26 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from hcm_soc.config import Settings
-from hcm_soc.detection.engine import Clock, DetectionEngine, EngineRule, RuleRun, utc_now
-from hcm_soc.detection.model import LoadedRule, RuleProblem
+from hcm_soc.detection.engine import (
+    DEFERRED,
+    Clock,
+    DetectionEngine,
+    EngineRule,
+    Pending,
+    Prefetched,
+    RuleRun,
+    batchable,
+    utc_now,
+)
+from hcm_soc.detection.model import LoadedRule, MatchResult, RuleProblem, Window
+from hcm_soc.store.detection_state import RuleState, StateConflict
+from hcm_soc.store.lease import LeaseLost
 from hcm_soc.store.names import IndexNames
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
+
+    from hcm_soc.detection.lease import EngineLease
 
 log = logging.getLogger("hcm_soc.detection.scheduler")
 
@@ -42,6 +62,7 @@ log = logging.getLogger("hcm_soc.detection.scheduler")
 #: thousands of rules do not become thousands of jobs.
 GROUP_SIZE = 20
 COUNTERS_JOB = "engine-counters"
+SILENCE_JOB = "silent-sources"
 
 
 # --- the rule set the engine runs ------------------------------------------------------------
@@ -133,6 +154,115 @@ def prepare_rules(
     return sorted(out, key=lambda r: r.id), problems
 
 
+# --- one group: batched evaluation, group commit ------------------------------------------------
+
+
+def run_group(engine: DetectionEngine, rules: Sequence[EngineRule], *, force: bool = False) -> list[RuleRun]:
+    """Run `rules` in turn (stopping early when the engine stops). With `settings.batch`, the plain
+    detection rules with a single window are evaluated first in one batch, and committed together
+    afterwards: a few requests for the whole group instead of three per rule."""
+    prefetched = prefetch(engine, rules)
+    pending: list[Pending] = []
+    runs: list[RuleRun] = []
+    for rule in rules:
+        if engine.stop_event.is_set():
+            break
+        ahead = prefetched.get(rule.id)
+        defer = pending if ahead is not None and ahead.result is not None else None
+        try:
+            runs.append(engine.run_rule(rule, force=force, prefetched=ahead, defer=defer))
+        except Exception:  # run_rule records its own failures; this is a bug, keep the others going
+            log.exception("rule run crashed", extra={"rule_id": rule.id})
+    final = commit_pending(engine, pending)
+    return [final.get(r.rule_id, r) if r.skipped == DEFERRED else r for r in runs]
+
+
+def commit_pending(engine: DetectionEngine, pending: Sequence[Pending]) -> dict[str, RuleRun]:
+    """Commit deferred single-window runs: the lease check, one conditional `_bulk` of their states,
+    then one `_bulk` of ledger entries for those committed. Each rule ends as if run alone."""
+    out: dict[str, RuleRun] = {}
+    if not pending:
+        return out
+    try:
+        if engine.lease is not None:
+            engine.lease.check()
+        save_many = getattr(engine.state, "save_many", None)
+        end = engine.now()
+        if save_many is not None:
+            results: list[RuleState | Exception] = list(save_many([p.new for p in pending], updated=end))
+        else:
+            results = []
+            for p in pending:
+                try:
+                    results.append(engine.state.save(p.new, updated=end))
+                except Exception as e:  # reported per rule below
+                    results.append(e)
+    except Exception as e:  # lease lost or Elasticsearch down: every pending rule ends the same way
+        results = [e] * len(pending)
+    entries: list[tuple[Pending, RuleRun]] = []
+    for p, res in zip(pending, results, strict=True):
+        if isinstance(res, StateConflict | LeaseLost):
+            lost = isinstance(res, LeaseLost)
+            why = "lease lost" if lost else "stopped: another engine instance changed its state"
+            out[p.rule.id] = RuleRun(p.rule.id, skipped=f"{why} ({res})")
+            engine.count_run(out[p.rule.id], conflict=not lost)
+        elif isinstance(res, Exception):
+            out[p.rule.id] = engine.fail_run(p.rule, p.state, p.started, p.t0, res, chunks=0, window=None)
+        else:
+            out[p.rule.id] = engine.finish_run(p.rule, replace(p.done, skipped=None), p.gaps, p.t0)
+            entries.append((p, p.chunk))
+    if engine.ledger is not None and entries:
+        try:
+            engine.ledger.record(
+                [engine.ledger_entry(p.rule, p.chunk, p.run_id, "evaluated") for p, _ in entries]
+            )
+        except Exception as e:  # back-fill repairs missing entries (see record_coverage)
+            log.error("could not record coverage", extra={"rules": len(entries), "error": str(e)})
+    return out
+
+
+def prefetch(engine: DetectionEngine, rules: Sequence[EngineRule]) -> dict[str, Prefetched]:
+    """States (one `_mget`) and single-window results (one batch) of the plain detection rules
+    among `rules`, for `run_rule(prefetched=...)`; empty when `settings.batch` is off."""
+    candidates = [r for r in rules if batchable(r)] if engine.settings.batch else []
+    if not candidates or (engine.lease is not None and not engine.lease.held()):
+        return {}
+    started = engine.now()
+    try:
+        load_many = getattr(engine.state, "load_many", None)
+        states = (
+            load_many([r.id for r in candidates])
+            if load_many is not None
+            else {r.id: engine.state.load(r.id) for r in candidates}
+        )
+    except Exception as e:  # each rule then reads its own state and reports its own failure
+        log.warning("could not read the states of a rule group", extra={"error": str(e)})
+        return {}
+    out: dict[str, Prefetched] = {}
+    items: list[tuple[EngineRule, Window]] = []
+    for r in candidates:
+        state = states[r.id]
+        windows = engine.plan(state.health.checkpoint, started)
+        out[r.id] = Prefetched(started, state)
+        if len(windows) == 1:
+            items.append((r, windows[0]))
+    if not items:
+        return out
+    try:
+        results = engine.batch_evaluator(
+            engine.es, [(r.compiled, w) for r, w in items], limit=engine.settings.max_alerts_per_run
+        )
+    except Exception as e:  # the batch failed as a whole: every rule searches on its own
+        log.warning("batch evaluation failed; rules run one by one", extra={"error": str(e)})
+        return out
+    with engine.guard:
+        engine.counters.batched += len(items)
+    for (r, w), res in zip(items, results, strict=True):
+        if isinstance(res, MatchResult):  # a refused item runs alone and records its own error
+            out[r.id] = Prefetched(started, states[r.id], w, res)
+    return out
+
+
 # --- jobs ----------------------------------------------------------------------------------
 
 
@@ -169,12 +299,17 @@ class EngineScheduler:
         workers: int = 2,
         counters_every: float = 60.0,
         stop_event: threading.Event | None = None,
+        silence: Callable[[datetime], int] | None = None,
+        silence_every: float = 300.0,
     ) -> None:
         self.engine = engine
+        self.silence = silence  # the built-in silent-source check, run on the lease holder only
+        self.silence_every = silence_every
         self.groups = group_rules(rules)
         self.jitter = jitter
         self.counters_every = counters_every
         self.stop_event = stop_event or threading.Event()
+        self._last_backfill: dict[str, float] = {}
         self.scheduler = scheduler or BackgroundScheduler(
             timezone=UTC, executors={"default": ThreadPoolExecutor(max_workers=workers)}
         )
@@ -196,6 +331,16 @@ class EngineScheduler:
                 next_run_time=start,
                 replace_existing=True,
             )
+        if self.silence is not None:
+            self.scheduler.add_job(
+                self.run_silence,
+                trigger=IntervalTrigger(seconds=self.silence_every, timezone=UTC),
+                id=SILENCE_JOB,
+                max_instances=1,
+                coalesce=True,
+                next_run_time=start,
+                replace_existing=True,
+            )
         self.scheduler.add_job(
             self.log_counters,
             trigger=IntervalTrigger(seconds=self.counters_every, timezone=UTC),
@@ -206,16 +351,39 @@ class EngineScheduler:
         )
 
     def run_group(self, group: RuleGroup) -> list[RuleRun]:
-        """The job: run each rule of the group in turn; stop early when the engine is stopping."""
+        """The job: batch-evaluate, run each rule of the group in turn, back-fill now and then; stop
+        early when the engine is stopping; nothing while another engine holds the lease."""
         runs: list[RuleRun] = []
-        for rule in group.rules:
-            if self.stop_event.is_set():
-                break
+        lease = self.engine.lease
+        if self.stop_event.is_set() or (lease is not None and not lease.held()):
+            return runs
+        try:
+            runs += self.engine.run_group(group.rules)
+        except Exception:  # run_group isolates each rule; a bug here must not stop the scheduler
+            log.exception("rule group crashed", extra={"job": group.job_id})
+        last = self._last_backfill.get(group.job_id)
+        if last is None or time.monotonic() - last >= self.engine.settings.backfill_every:
+            self._last_backfill[group.job_id] = time.monotonic()
             try:
-                runs.append(self.engine.run_rule(rule))
-            except Exception:  # run_rule records its own failures; this is a bug, keep the others going
-                log.exception("rule run crashed", extra={"rule_id": rule.id, "job": group.job_id})
+                runs += self.engine.backfill(group.rules)
+            except Exception:  # backfill isolates its own failures; a bug here must not stop the job
+                log.exception("back-fill crashed", extra={"job": group.job_id})
         return runs
+
+    def run_silence(self) -> int:
+        """The silent-source job: alerts for sources that stopped sending (0 when none, or when
+        another engine holds the lease)."""
+        lease = self.engine.lease
+        if self.silence is None or self.stop_event.is_set() or (lease is not None and not lease.held()):
+            return 0
+        try:
+            created = self.silence(datetime.now(UTC))
+        except Exception:  # isolation boundary: the check must never stop the rules' jobs
+            log.exception("silent-source check failed")
+            return 0
+        if created:
+            log.info("silent sources", extra={"alerts_created": created})
+        return created
 
     def log_counters(self) -> None:
         log.info("engine counters", extra=self.engine.stats())
@@ -268,6 +436,17 @@ def load_engine_rules(
     return rules, [*loaded.problems, *problems]
 
 
+def make_lease(settings: Settings, es: Elasticsearch, names: IndexNames) -> EngineLease:
+    """The lease of this engine process, named `detection.engine_id` (default host:pid)."""
+    from hcm_soc.detection.lease import EngineLease, default_engine_id
+    from hcm_soc.store.lease import LeaseStore
+
+    d = settings.detection
+    return EngineLease(
+        LeaseStore(es, names), d.engine_id or default_engine_id(), ttl=d.lease_ttl, renew=d.lease_renew
+    )
+
+
 def start_engine(
     settings: Settings,
     es: Elasticsearch,
@@ -289,9 +468,31 @@ def start_engine(
         loaded = list(rules)
     for p in problems:
         log.warning("rule skipped", extra={"problem": str(p)})
-    engine = DetectionEngine(es, names, settings.detection, now=now, stop_event=stop_event)
+    lease = make_lease(settings, es, names) if settings.detection.lease else None
+    engine = DetectionEngine(es, names, settings.detection, now=now, stop_event=stop_event, lease=lease)
+    if lease is not None:
+        lease.tick()  # active at once if the lease is free; else a standby from the start
+        lease.start(stop_event)
+        log.info("engine lease", extra={"holder": lease.holder, "active": lease.held()})
+    silence = None
+    if settings.detection.silence_check:
+        from hcm_soc.detection.silence import run_silence_check
+
+        detection_rules = [
+            r.compiled for r in loaded if r.compiled is not None and r.rule.kind == "detection"
+        ]
+
+        def silence(at: datetime) -> int:
+            return run_silence_check(es, names, settings, at, rules=detection_rules)
+
     sched = EngineScheduler(
-        engine, loaded, jitter=settings.detection.jitter, workers=workers, stop_event=stop_event
+        engine,
+        loaded,
+        jitter=settings.detection.jitter,
+        workers=workers,
+        stop_event=stop_event,
+        silence=silence,
+        silence_every=settings.detection.silence_every,
     )
     sched.start()
 
@@ -299,6 +500,8 @@ def start_engine(
         stop_event.wait()
         log.info("detection engine stopping (waiting for running rules)")
         sched.shutdown(wait=True)
+        if lease is not None:
+            lease.release()  # after the running rules: a standby takes over at its next poll
 
     thread = threading.Thread(target=wait_for_stop, name="hcm-soc-engine", daemon=True)
     thread.start()

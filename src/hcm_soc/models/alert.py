@@ -120,6 +120,21 @@ class HcmRuleFields(_Doc):
     tags: list[str] = Field(default_factory=list)
 
 
+class SuppressedKey(_Doc):
+    key: str
+    count: int = Field(ge=1)
+
+
+class AlertSummary(_Doc):
+    """Set on the one summary alert of a rule and window whose matches went over the alert caps."""
+
+    suppressed: int = Field(ge=1)  # matches that raised no alert of their own
+    exact: bool = True  # False: at least this many (the rest could not be counted)
+    max_alerts_per_run: int
+    max_alerts_per_group: int
+    top_keys: list[SuppressedKey] = Field(default_factory=list)  # the group keys most suppressed
+
+
 class AlertHcmFields(_Doc):
     status: AlertStatus = "open"
     created: datetime
@@ -132,6 +147,7 @@ class AlertHcmFields(_Doc):
     group: dict[str, Any] | None = None  # correlation group-by values
     first_seen: datetime | None = None
     last_seen: datetime | None = None
+    summary: AlertSummary | None = None
 
     @field_validator("created", "first_seen", "last_seen")
     @classmethod

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 #: Bump when any template, mapping, setting or the pipeline changes (the hash catches edits
 #: made without a bump, and hand edits made on the cluster).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 Kind = Literal["pipeline", "component_template", "index_template", "index"]
 Action = Literal["created", "updated", "unchanged", "kept-newer"]
@@ -165,7 +165,10 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
             "health": {
                 "properties": {
                     **{f: date for f in ("last_run_start", "last_run_end", "last_success", "last_error_at")},
-                    **{f: date for f in ("window_start", "window_end", "next_retry", "last_gap_at")},
+                    **{
+                        f: date
+                        for f in ("window_start", "window_end", "next_retry", "last_gap_at", "coverage_start")
+                    },
                     **{
                         f: count
                         for f in (
@@ -178,6 +181,8 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
                             "failures",
                             "consecutive_failures",
                             "gaps_detected",
+                            "suppressed",
+                            "suppressed_total",
                         )
                     },
                     "status": kw,
@@ -185,6 +190,31 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
                     "last_gap": {"type": "text"},
                     "version": kw,
                     "previous_version": kw,
+                }
+            },
+            # the coverage ledger: one document per evaluated window (`coverage:<rule>:<start>-<end>`)
+            "coverage": {
+                "properties": {
+                    "start": date,
+                    "end": date,
+                    "duration_ms": count,
+                    "run_id": kw,
+                    "engine_id": kw,
+                    "outcome": kw,
+                    "matches": count,
+                    "alerts": count,
+                    "suppressed": count,
+                }
+            },
+            # the engine lease (`lease:<name>`), see store/lease.py
+            "lease": {
+                "properties": {
+                    "name": kw,
+                    "holder": kw,
+                    "acquired": date,
+                    "renewed": date,
+                    "expires": date,
+                    "takeovers": count,
                 }
             },
         },
@@ -217,6 +247,16 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
                     "last_seen": date,
                     "window": {"properties": {"start": date, "end": date}},
                     "rule": {"properties": {"status": kw, "kind": kw, "tags": kw}},
+                    # a summary alert: matches over the caps, counted instead of raised
+                    "summary": {
+                        "properties": {
+                            "suppressed": count,
+                            "exact": {"type": "boolean"},
+                            "max_alerts_per_run": count,
+                            "max_alerts_per_group": count,
+                            "top_keys": {"properties": {"key": kw, "count": count}},
+                        }
+                    },
                 }
             }
         },

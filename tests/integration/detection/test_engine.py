@@ -17,7 +17,13 @@ from hcm_soc.detection.model import CompiledRule
 from hcm_soc.detection.scheduler import prepare_rules
 from hcm_soc.models.alert import Alert
 from hcm_soc.store.alerts import AlertStore
-from hcm_soc.store.detection_state import DetectionStateStore, RuleHealth, RuleState, StateConflict
+from hcm_soc.store.detection_state import (
+    CoverageLedger,
+    DetectionStateStore,
+    RuleHealth,
+    RuleState,
+    StateConflict,
+)
 from hcm_soc.store.names import IndexNames
 from tests.integration.detection.conftest import SSH_FAILED_RULE, Seeder, ssh_event
 
@@ -189,6 +195,63 @@ def test_state_store_refuses_a_stale_write(es: Elasticsearch, installed: IndexNa
     assert [h.rule_id for h in store.health_all()] == ["r1"]
     assert store.health("r1") is not None and store.health("r1").runs == 1  # type: ignore[union-attr]
     assert store.health("never-ran") is None
+
+
+def test_state_store_save_many_is_conditional_per_rule(es: Elasticsearch, installed: IndexNames) -> None:
+    store = DetectionStateStore(es, installed)
+    now = datetime.now(UTC).replace(microsecond=0)
+    first = store.save_many(
+        [RuleState(health=RuleHealth(rule_id=r, checkpoint=now)) for r in ("a", "b")], updated=now
+    )
+    assert all(isinstance(x, RuleState) and x.seq_no is not None for x in first)
+    a, b = store.load_many(["a", "b"]).values()
+    store.save(
+        b.model_copy(update={"health": b.health.model_copy(update={"runs": 7})}), updated=now
+    )  # another engine
+    later = now + timedelta(minutes=1)
+    result = store.save_many(
+        [s.model_copy(update={"health": s.health.model_copy(update={"checkpoint": later})}) for s in (a, b)],
+        updated=later,
+    )
+    assert isinstance(result[0], RuleState) and isinstance(result[1], StateConflict)
+    states = store.load_many(["a", "b", "never-ran"])
+    assert states["a"].checkpoint == later and states["b"].checkpoint == now and states["b"].health.runs == 7
+    assert states["never-ran"].seq_no is None
+
+
+def test_a_group_is_evaluated_in_one_batch_and_committed_together(
+    es: Elasticsearch,
+    installed: IndexNames,
+    seed: Seeder,
+    rule_dir: Callable[..., Path],
+    make_engine: Callable[..., DetectionEngine],
+) -> None:
+    ids = [f"5b0c6e43-6a3d-4d4b-9a57-1f0d3c2a9e1{n}" for n in range(3)]
+    rules = load(
+        rule_dir("city", {f"r{n}.yml": SSH_FAILED_RULE.replace(RULE_ID, i) for n, i in enumerate(ids)}),
+        installed,
+    )
+    seeded = seed("system.auth", [ssh_event(ip="203.0.113.5"), ssh_event("success")])
+    batched = make_engine(batch=True)
+    runs = batched.run_group(rules)
+    assert [(r.rule_id, r.ok, r.skipped, r.alerts_created) for r in runs] == [(i, True, None, 1) for i in ids]
+    assert batched.stats()["batched"] == 3 and batched.stats()["runs"] == 3
+    states = DetectionStateStore(es, installed).load_many(ids)
+    ledger = CoverageLedger(es, installed)
+    ledger.refresh()
+    for i in ids:
+        (entry,) = ledger.entries(i)
+        assert states[i].health.status == "ok" and entry.end == states[i].checkpoint and entry.alerts == 1
+
+    # the next cycle without batching continues from the same checkpoints
+    more = seed("system.auth", [ssh_event(ip="203.0.113.6")])
+    single = make_engine(batch=False)
+    assert [r.alerts_created for r in single.run_group(rules)] == [1, 1, 1]
+    assert single.stats()["batched"] == 0
+    store = AlertStore(es, installed)
+    store.refresh()
+    for i in ids:
+        assert sorted(a.hcm.match_key for a in store.search(rule_id=i)) == sorted([seeded[0], *more])
 
 
 BRUTE_FORCE = """\

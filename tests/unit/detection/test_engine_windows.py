@@ -465,14 +465,42 @@ def test_a_concurrent_engine_advancing_the_checkpoint_stops_this_run_without_fai
     assert state.health("r-ssh").status == "ok" and engine.stats()["conflicts"] == 1
 
 
-def test_truncated_matches_count_as_a_gap() -> None:
+def test_matches_over_the_run_cap_are_counted_in_one_summary_alert() -> None:
     clock, events = FakeClock(), EventLog()
     for i in range(5):
         events.add(T0 - 5 * MIN, f"e{i}")
-    engine, state, _alerts = make_engine(events, clock, max_alerts_per_run=3)
+    engine, state, alerts = make_engine(events, clock, max_alerts_per_run=3)
     run = engine.run_rule(engine_rule())
-    assert run.alerts_created == 3 and len(run.gaps) == 1 and "max_alerts_per_run" in run.gaps[0]
-    assert state.health("r-ssh").gaps_detected == 1
+    # 3 alerts + 1 summary; the evaluator stopped at the cap, so (no count possible here) "at least 1"
+    assert (run.alerts_created, run.suppressed, run.gaps) == (4, 1, ())
+    (summary,) = [a for a in alerts.docs.values() if a.hcm.summary is not None]
+    assert summary.hcm.summary is not None and summary.hcm.summary.exact is False
+    assert summary.hcm.summary.max_alerts_per_run == 3 and "at least 1 more" in summary.message
+    assert run.window is not None
+    assert summary.id == alert_id(
+        "r-ssh", f"summary:{run.window.start.isoformat()}:{run.window.end.isoformat()}"
+    )
+    health = state.health("r-ssh")
+    assert (health.suppressed, health.suppressed_total, health.checkpoint) == (1, 1, run.window.end)
+
+
+def test_group_cap_keeps_other_keys_alerting_and_names_the_flooding_key() -> None:
+    clock, events = FakeClock(), EventLog()
+    for i in range(6):
+        events.add(T0 - 5 * MIN, f"flood{i}", source={"ip": "203.0.113.9"})
+    events.add(T0 - 4 * MIN, "quiet", source={"ip": "198.51.100.1"}, user={"name": "an"})
+    engine, _state, alerts = make_engine(events, clock, max_alerts_per_group=2)
+    run = engine.run_rule(engine_rule())
+    assert (run.matches, run.alerts_created, run.suppressed) == (7, 4, 4)
+    keys = sorted(a.hcm.match_key for a in alerts.docs.values() if a.hcm.summary is None)
+    assert keys == ["flood0", "flood1", "quiet"]
+    (summary,) = [a for a in alerts.docs.values() if a.hcm.summary is not None]
+    assert summary.hcm.summary is not None and summary.hcm.summary.exact is True
+    assert [(k.key, k.count) for k in summary.hcm.summary.top_keys] == [("source.ip=203.0.113.9", 4)]
+    # the same window again (e.g. after a crash before the checkpoint): nothing new, summary included
+    engine2, _, _ = make_engine(events, clock, alerts=alerts, max_alerts_per_group=2)
+    again = engine2.run_rule(engine_rule())
+    assert (again.alerts_created, again.duplicates) == (0, 4)
 
 
 # --- alert documents --------------------------------------------------------------------------

@@ -1,0 +1,386 @@
+"""Evaluate many detection rules with a few `_msearch` requests instead of one search per rule.
+
+`evaluate_batch(es, [(compiled, window), ...], limit=…)` returns, item by item, exactly what
+`matcher.find_matches(es, compiled, window, limit=limit)` returns (same matches in the same
+order, keys, `examined`, `truncated`), in two phases:
+
+1. **Examine** — items are grouped by (indices, log-source scope) and, inside a group, by
+   overlapping windows (a *cluster*). Each cluster becomes one size-0 search of its scope over
+   its windows' span, with a `filters` aggregation per window (the events `examined`) and under
+   it a `terms` aggregation on `_index` (which backing indices hold those events). All clusters
+   go out in one `_msearch`. This costs term and range look-ups only, no rule query. A rule
+   whose window holds no event of its log source cannot match: it is done.
+2. **Hits** — the other rules of a cluster are searched together, `RULES_PER_PAGE` per search,
+   only on the indices that hold their events: one search whose `should` clauses are the rules'
+   queries, each named by its item (`_name`), sorted like the matcher (event.ingested, _index,
+   _seq_no); each hit's `matched_queries` says which rules it belongs to. Pages continue with
+   `search_after` only for the rules that still need hits: a rule is done at its `limit + 1`-th
+   distinct event (truncated) or when the pages run out. Each round of pages is one `_msearch`.
+
+Per rule the hits arrive in the matcher's order, and the matcher's de-duplication by `_id` and
+its limit are applied to them, which is why the results are the same.
+
+Why it is cheaper: besides the round trips, Elasticsearch's cost of a Sigma rule is building its
+query on every shard it reaches (wildcards are walked against the terms of every field they
+name — for a field-less keyword, every `.caseless` field); the matcher's search reaches every
+index of the pattern that `can_match` cannot rule out, the batch only the backing indices that
+hold events of the rule's log source in its window, and no shard at all when there are none.
+
+Recent backing indices: the examine searches target the index pattern with a range on
+`event.ingested` and `_msearch` is sent with `pre_filter_shard_size=1`, so the `can_match`
+phase skips each backing index whose `event.ingested` values lie outside the window (min/max
+are known per shard); the hits searches name the concrete indices found. (docs/detection-cost.md)
+
+A search Elasticsearch refuses is cut in halves and sent again, so that one bad rule ends up
+alone with its error. Not batchable: a `PythonCheckedRule` (its candidates are checked in
+Python) is run through `find_matches`; a correlation (not a `CompiledRule`) is refused with
+ValueError.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hcm_soc.detection.compiler import PythonCheckedRule
+from hcm_soc.detection.matcher import PAGE_SIZE, SORT, find_matches, window_filter
+
+# the one place that turns a hit into a Match: reused so that batch and matcher cannot drift apart
+from hcm_soc.detection.matcher import _match as match_from_hit
+from hcm_soc.detection.model import CompiledRule, Match, MatchResult, Window
+from hcm_soc.errors import HcmSocError
+
+if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
+
+#: Named rule queries per hits search; halved automatically when Elasticsearch refuses a search
+#: (e.g. for too many clauses together, `indices.query.bool.max_clause_count`).
+RULES_PER_PAGE = 100
+#: Sub-searches per `_msearch` request (keeps a request body well under http.max_content_length).
+SEARCHES_PER_REQUEST = 100
+#: Backing indices one window of one log source may span (a terms aggregation's size).
+MAX_INDICES = 10_000
+
+Item = tuple[CompiledRule, Window]
+
+
+class BatchSearchError(HcmSocError):
+    """Elasticsearch refused (or only partly answered) a batched search of some rules."""
+
+    def __init__(self, rule_ids: Sequence[str], reason: str) -> None:
+        self.rule_ids = tuple(rule_ids)
+        self.reason = reason
+        shown = ", ".join(self.rule_ids[:5]) + (" …" if len(self.rule_ids) > 5 else "")
+        super().__init__(
+            f"batched search of {len(self.rule_ids)} rule(s) ({shown}) failed: {reason}; "
+            "run them one by one (detection.batch: false) to find the rule Elasticsearch refuses"
+        )
+
+
+@dataclass(slots=True, eq=False)
+class _Entry:
+    """One item's evaluation state (mirrors the local variables of find_matches)."""
+
+    pos: int
+    compiled: CompiledRule
+    window: Window
+    examined: int = 0
+    targets: tuple[str, ...] = ()  # the indices holding events of its log source in its window
+    seen: set[str] = field(default_factory=set)
+    matches: list[Match] = field(default_factory=list)
+    truncated: bool = False
+    done: bool = False
+    error: Exception | None = None
+
+    def take(self, hit: dict[str, Any], limit: int) -> None:
+        """find_matches' loop body for one hit of this rule."""
+        if hit["_id"] in self.seen:
+            return
+        if len(self.matches) == limit:
+            self.truncated = self.done = True
+            return
+        self.seen.add(hit["_id"])
+        self.matches.append(match_from_hit(self.compiled, hit))
+
+    def result(self) -> MatchResult:
+        return MatchResult(tuple(self.matches), self.examined, truncated=self.truncated)
+
+
+@dataclass(slots=True, eq=False)
+class _Cluster:
+    """Entries with the same indices and scope whose windows overlap: one examine search."""
+
+    indices: tuple[str, ...]
+    scope: dict[str, Any]
+    entries: list[_Entry]
+
+    @property
+    def windows(self) -> list[Window]:
+        return sorted({e.window for e in self.entries}, key=lambda w: (w.start, w.end))
+
+
+@dataclass(slots=True, eq=False)
+class _Pager:
+    """Entries of one cluster with the same target indices, searched together page by page."""
+
+    cluster: _Cluster
+    targets: tuple[str, ...]
+    entries: list[_Entry]
+    search_after: list[Any] | None = None
+
+    @property
+    def pending(self) -> list[_Entry]:
+        return [e for e in self.entries if not e.done and e.error is None]
+
+
+def evaluate_batch(es: Elasticsearch, items: Sequence[Item], *, limit: int) -> list[MatchResult]:
+    """For each `(compiled, window)` in order, what `find_matches(es, compiled, window, limit=limit)`
+    returns, with one `_msearch` to examine and one per round of pages (see the module doc).
+    Raises the first error of any item (BatchSearchError, or the matcher's own error)."""
+    results = evaluate_batch_outcomes(es, items, limit=limit)
+    for outcome in results:
+        if isinstance(outcome, Exception):
+            raise outcome
+    return [r for r in results if isinstance(r, MatchResult)]
+
+
+def evaluate_batch_outcomes(
+    es: Elasticsearch, items: Sequence[Item], *, limit: int
+) -> list[MatchResult | Exception]:
+    """Like `evaluate_batch`, but a rule Elasticsearch refuses does not fail the others: when a
+    batched search fails, its rules are run one by one with find_matches, and the item whose own
+    search fails gets the exception in its place. Connection errors are raised (nothing to isolate)."""
+    from elasticsearch import ApiError
+
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    entries: list[_Entry] = []
+    for pos, item in enumerate(items):
+        compiled, window = item
+        if not isinstance(compiled, CompiledRule):
+            raise ValueError(
+                f"item {pos}: {type(compiled).__name__} is not a detection rule; correlations are "
+                "evaluated by hcm_soc.detection.correlation, not in a batch"
+            )
+        entries.append(_Entry(pos, compiled, window))
+    out: dict[int, MatchResult | Exception] = {}
+    batchable: list[_Entry] = []
+    alone: list[_Entry] = []
+    for e in entries:
+        if isinstance(e.compiled, PythonCheckedRule):
+            alone.append(e)  # candidates checked in Python: the matcher pages them itself
+        elif e.window.start >= e.window.end:
+            out[e.pos] = MatchResult((), 0)  # an empty range holds no event: nothing to ask
+        else:
+            batchable.append(e)
+    clusters = plan_clusters(batchable)
+    _examine(es, clusters)
+    pagers: list[_Pager] = []
+    for c in clusters:
+        by_targets: dict[tuple[str, ...], list[_Entry]] = {}
+        for e in c.entries:
+            if e.error is None and e.examined > 0:
+                by_targets.setdefault(e.targets, []).append(e)
+            else:
+                e.done = True
+        for targets, members in by_targets.items():
+            pagers += [_Pager(c, targets, part) for part in _chunks(members, RULES_PER_PAGE)]
+    _page(es, pagers, limit)
+    for e in batchable:
+        if e.error is not None:
+            alone.append(e)  # its batched search failed: isolate it
+        else:
+            out[e.pos] = e.result()
+    for e in alone:
+        try:
+            out[e.pos] = find_matches(es, e.compiled, e.window, limit=limit)
+        except ApiError as err:  # this rule's own search is refused: the others keep their results
+            out[e.pos] = err
+    return [out[e.pos] for e in entries]
+
+
+# --- planning --------------------------------------------------------------------------------------
+
+
+def plan_clusters(entries: Sequence[_Entry]) -> list[_Cluster]:
+    """Entries grouped by (indices, scope), then by overlapping (or touching) windows: a cluster's
+    span is never longer than its members' windows together."""
+    groups: dict[tuple[tuple[str, ...], str], list[_Entry]] = {}
+    for e in entries:
+        key = (tuple(e.compiled.indices), json.dumps(e.compiled.scope, sort_keys=True))
+        groups.setdefault(key, []).append(e)
+    clusters: list[_Cluster] = []
+    for (indices, _), members in groups.items():
+        members.sort(key=lambda e: (e.window.start, e.window.end, e.pos))
+        current: list[_Entry] = []
+        end = None
+        for e in members:
+            if current and end is not None and e.window.start > end:
+                clusters.append(_Cluster(indices, current[0].compiled.scope, current))
+                current, end = [], None
+            current.append(e)
+            end = e.window.end if end is None else max(end, e.window.end)
+        if current:
+            clusters.append(_Cluster(indices, current[0].compiled.scope, current))
+    return clusters
+
+
+def span(windows: Sequence[Window]) -> Window:
+    return Window(min(w.start for w in windows), max(w.end for w in windows))
+
+
+def _chunks(entries: list[_Entry], size: int) -> list[list[_Entry]]:
+    return [entries[i : i + size] for i in range(0, len(entries), size)]
+
+
+def _top_filter(scope: dict[str, Any], windows: Sequence[Window]) -> list[dict[str, Any]]:
+    top = [window_filter(span(windows))]
+    if scope:
+        top.append(scope)
+    return top
+
+
+def _rule_clause(e: _Entry, shared_window: bool) -> dict[str, Any]:
+    """The rule's query, restricted to its own window unless every entry of the search shares it."""
+    if shared_window:
+        return e.compiled.query
+    return {"bool": {"filter": [e.compiled.query, window_filter(e.window)]}}
+
+
+def examine_body(cluster: _Cluster) -> dict[str, Any]:
+    """How many events of the cluster's log source each of its windows holds, and in which indices
+    (cheap: term and range look-ups, no rule query)."""
+    windows = cluster.windows
+    return {
+        "size": 0,
+        "track_total_hits": False,
+        "query": {"bool": {"filter": _top_filter(cluster.scope, windows)}},
+        "aggs": {
+            "examined": {
+                "filters": {"filters": {f"w{j}": window_filter(w) for j, w in enumerate(windows)}},
+                # which backing indices hold them: the hits searches go there and nowhere else
+                "aggs": {"indices": {"terms": {"field": "_index", "size": MAX_INDICES}}},
+            }
+        },
+    }
+
+
+def page_body(pager: _Pager) -> dict[str, Any]:
+    """One page of the hits of the pending entries of `pager`, each clause named by its entry."""
+    pending = pager.pending
+    windows = sorted({e.window for e in pending}, key=lambda w: (w.start, w.end))
+    shared = len(windows) == 1
+    should = []
+    for e in pending:
+        clause = _rule_clause(e, shared)
+        # a bool wrapper carries the name whatever the rule's own query type is
+        should.append({"bool": {"filter": [clause], "_name": str(e.pos)}})
+    body: dict[str, Any] = {
+        "size": PAGE_SIZE,
+        "track_total_hits": False,
+        "sort": SORT,
+        "query": {
+            "bool": {
+                "filter": _top_filter(pager.cluster.scope, windows),
+                "should": should,
+                "minimum_should_match": 1,
+            }
+        },
+    }
+    if pager.search_after is not None:
+        body["search_after"] = pager.search_after
+    return body
+
+
+# --- running ---------------------------------------------------------------------------------------
+
+
+def _examine(es: Elasticsearch, clusters: list[_Cluster]) -> None:
+    """`examined` and the target indices of every entry (a failed search marks its entries failed:
+    they are then run alone)."""
+    requests = [(c.indices, examine_body(c)) for c in clusters]
+    for cluster, resp in zip(clusters, _msearch(es, requests), strict=True):
+        problem = _problem(resp)
+        if problem is not None:
+            for e in cluster.entries:
+                e.error = BatchSearchError([x.compiled.rule.id for x in cluster.entries], problem)
+            continue
+        buckets = resp.get("aggregations", {}).get("examined", {}).get("buckets", {})
+        for j, w in enumerate(cluster.windows):
+            bucket = buckets.get(f"w{j}", {})
+            targets = tuple(sorted(b["key"] for b in bucket.get("indices", {}).get("buckets", [])))
+            for e in cluster.entries:
+                if e.window == w:
+                    e.examined = int(bucket.get("doc_count", 0))
+                    e.targets = targets
+
+
+def _page(es: Elasticsearch, pagers: list[_Pager], limit: int) -> None:
+    active = [p for p in pagers if p.pending]
+    while active:
+        bodies = [(p.targets, page_body(p)) for p in active]
+        following: list[_Pager] = []
+        for pager, resp in zip(active, _msearch(es, bodies), strict=True):
+            problem = _problem(resp)
+            if problem is not None:
+                pending = pager.pending
+                if len(pending) > 1:  # e.g. too many clauses together: cut in halves, send again
+                    half, after = len(pending) // 2, pager.search_after
+                    following += [
+                        _Pager(pager.cluster, pager.targets, pending[:half], after),
+                        _Pager(pager.cluster, pager.targets, pending[half:], after),
+                    ]
+                    continue
+                for e in pending:
+                    e.error = BatchSearchError([x.compiled.rule.id for x in pending], problem)
+                continue
+            hits = resp["hits"]["hits"]
+            by_name = {str(e.pos): e for e in pager.pending}
+            for hit in hits:
+                for name in hit.get("matched_queries", ()):
+                    entry = by_name.get(name)
+                    if entry is not None and not entry.done:
+                        entry.take(hit, limit)
+            last_page = len(hits) < PAGE_SIZE
+            if last_page:  # every hit of every pending rule has been seen
+                for e in by_name.values():
+                    e.done = True
+            if pager.pending:
+                pager.search_after = hits[-1]["sort"]
+                following.append(pager)
+        active = following
+
+
+def _msearch(es: Elasticsearch, requests: Sequence[tuple[tuple[str, ...], dict[str, Any]]]) -> list[Any]:
+    """The responses of `requests` (indices, body), in order, in as few `_msearch` calls as allowed."""
+    responses: list[Any] = []
+    for i in range(0, len(requests), SEARCHES_PER_REQUEST):
+        searches: list[dict[str, Any]] = []
+        for indices, body in requests[i : i + SEARCHES_PER_REQUEST]:
+            header = {"index": ",".join(indices), "allow_no_indices": True, "ignore_unavailable": True}
+            searches += [header, body]
+        # pre_filter_shard_size=1: the can_match phase drops backing indices outside the window
+        resp = es.msearch(searches=searches, pre_filter_shard_size=1)
+        responses += resp["responses"]
+    return responses
+
+
+def _problem(resp: dict[str, Any]) -> str | None:
+    """Why a sub-search's answer cannot be used: an error, or shards that failed (partial hits
+    would silently lose matches)."""
+    if "error" in resp:
+        err = resp["error"]
+        if isinstance(err, dict):
+            root = (err.get("root_cause") or [{}])[0]
+            return f"{err.get('type')}: {root.get('reason') or err.get('reason')}"
+        return str(err)
+    shards = resp.get("_shards", {})
+    if shards.get("failed"):
+        failure = (shards.get("failures") or [{}])[0].get("reason", {})
+        reason = failure.get("reason") if isinstance(failure, dict) else failure
+        return f"{shards['failed']} of {shards.get('total')} shard(s) failed: {reason}"
+    if resp.get("timed_out"):
+        return "the search timed out"
+    return None
