@@ -48,7 +48,7 @@ def run(
 ) -> None:
     """Run the detection engine: scheduled until Ctrl-C / SIGTERM, or one pass with --once."""
     from hcm_soc.detection.engine import DetectionEngine, RunSummary
-    from hcm_soc.detection.scheduler import load_engine_rules, start_engine
+    from hcm_soc.detection.scheduler import lint_engine_rules, load_engine_rules, start_engine
     from hcm_soc.store.client import ping
     from hcm_soc.store.names import IndexNames
     from hcm_soc.store.templates import build_items, install
@@ -62,6 +62,9 @@ def run(
     engine_rules, problems = load_engine_rules(s, names, rules or None)
     for p in problems:
         info(f"rule skipped: {p}")
+    lint_problems = lint_engine_rules(client, names, engine_rules)
+    for p in lint_problems:
+        info(f"rule runs but cannot match yet: {p}")
     runnable = [r for r in engine_rules if r.compiled is not None]
     info(f"{len(runnable)} rule(s) ready, {len(problems)} problem(s)")
 

@@ -447,6 +447,31 @@ def make_lease(settings: Settings, es: Elasticsearch, names: IndexNames) -> Engi
     )
 
 
+def lint_engine_rules(es: Elasticsearch, names: IndexNames, rules: Sequence[EngineRule]) -> list[RuleProblem]:
+    """Rules the live mappings say can never match, as problems naming the field and the reason.
+
+    They still run: a field that no index has yet (a dynamic `winlog.event_data.*` field) may
+    appear with the next events, so the engine reports such a rule (log, `--once` summary) rather
+    than silently running it or silently dropping it. A lint that fails is logged and skipped."""
+    from hcm_soc.detection.lint import lint_rules
+
+    compiled = [r.compiled for r in rules if r.compiled is not None]
+    try:
+        results = lint_rules(es, names, compiled)
+    except Exception:  # isolation boundary: the lint must never keep the engine from starting
+        log.exception("rule lint failed; rules run unlinted")
+        return []
+    problems: list[RuleProblem] = []
+    for res in results:
+        if res.can_match:
+            continue
+        why = "; ".join(str(f) for f in res.errors) or "no match possible with the live mappings"
+        problem = RuleProblem(Path(res.path), f"lint: can never match: {why}", res.rule_id, res.title)
+        log.warning("rule can never match", extra={"rule_id": res.rule_id, "reason": why})
+        problems.append(problem)
+    return problems
+
+
 def start_engine(
     settings: Settings,
     es: Elasticsearch,
@@ -468,6 +493,7 @@ def start_engine(
         loaded = list(rules)
     for p in problems:
         log.warning("rule skipped", extra={"problem": str(p)})
+    problems = [*problems, *lint_engine_rules(es, names, loaded)]
     lease = make_lease(settings, es, names) if settings.detection.lease else None
     engine = DetectionEngine(es, names, settings.detection, now=now, stop_event=stop_event, lease=lease)
     if lease is not None:

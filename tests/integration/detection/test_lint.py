@@ -18,6 +18,7 @@ from hcm_soc.detection.compiler import RuleCompiler
 from hcm_soc.detection.correlation import compile_correlation
 from hcm_soc.detection.lint import LintResult, lint_rules
 from hcm_soc.detection.loader import load_rules
+from hcm_soc.detection.scheduler import lint_engine_rules, prepare_rules
 from hcm_soc.store.names import IndexNames
 from tests.integration.detection.conftest import Seeder, ssh_event
 
@@ -167,6 +168,15 @@ def test_lint_on_live_mappings(
     assert err.field == "message" and "no doc values" in err.reason
     by_host = results[BY_HOST]
     assert by_host.status == "ok" and by_host.can_match and by_host.events_recent == 2
+
+    # the engine reports (and still runs) the rules that cannot match, naming field and reason
+    engine_rules, engine_problems = prepare_rules(
+        load.rules, installed, default_interval=timedelta(minutes=1)
+    )
+    assert not engine_problems
+    reported = {p.rule_id: p.message for p in lint_engine_rules(es, installed, engine_rules)}
+    assert set(reported) == {NO_FIELD, GT_KEYWORD, LONG_CASELESS, BY_MESSAGE}
+    assert "usr.nmae.caseless" in reported[NO_FIELD] and "can never match" in reported[NO_FIELD]
 
 
 def test_cli_lint(es_url: str, installed: IndexNames, seed: Seeder, rule_dir: Callable[..., Path]) -> None:
