@@ -30,22 +30,36 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from hcm_soc.config import DetectionSettings
 from hcm_soc.detection.alerts import AlertCaps, capped_alerts, count_flood
 from hcm_soc.detection.coverage import backoff, detect_gap, floor_ms, is_due, plan_windows
-from hcm_soc.detection.model import CompiledRule, LoadedRule, MatchResult, RuleProblem, Window
-from hcm_soc.models.alert import Alert
-from hcm_soc.store.alerts import AlertStore, CreateResult
+from hcm_soc.detection.model import CompiledRule, MatchResult, Window
+from hcm_soc.detection.runs import (
+    DEFERRED,
+    AlertSink,
+    BatchEvaluator,
+    CoverageReader,
+    EngineCounters,
+    EngineRule,
+    Evaluator,
+    LedgerBackend,
+    Pending,
+    Prefetched,
+    RuleRun,
+    RunSummary,
+    StateBackend,
+    add_runs,
+)
+from hcm_soc.store.alerts import AlertStore
 from hcm_soc.store.detection_state import (
     CoverageLedger,
     DetectionStateStore,
     LedgerEntry,
     LedgerOutcome,
-    LedgerSummary,
     RuleHealth,
     RuleState,
     StateConflict,
@@ -59,7 +73,28 @@ if TYPE_CHECKING:
     from hcm_soc.detection.lease import EngineLease
 
 # window planning lives in coverage.py (what is evaluated when); re-exported for the engine's callers
-__all__ = ["backoff", "detect_gap", "floor_ms", "is_due", "plan_windows"]
+# and the run values live in runs.py; both re-exported for the engine's callers
+__all__ = [
+    "DEFERRED",
+    "AlertSink",
+    "BatchEvaluator",
+    "CoverageReader",
+    "EngineCounters",
+    "EngineRule",
+    "Evaluator",
+    "LedgerBackend",
+    "Pending",
+    "Prefetched",
+    "RuleRun",
+    "RunSummary",
+    "StateBackend",
+    "add_runs",
+    "backoff",
+    "detect_gap",
+    "floor_ms",
+    "is_due",
+    "plan_windows",
+]
 
 log = logging.getLogger("hcm_soc.detection.engine")
 
@@ -68,46 +103,6 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class Evaluator(Protocol):
-    """Runs one compiled rule (detection or correlation) over one window."""
-
-    def __call__(self, es: Elasticsearch, compiled: Any, window: Window, *, limit: int) -> MatchResult: ...
-
-
-class AlertSink(Protocol):
-    def create_many(self, alerts: Sequence[Alert]) -> CreateResult: ...
-
-
-class StateBackend(Protocol):
-    def load(self, rule_id: str) -> RuleState: ...
-
-    def save(self, state: RuleState, *, updated: datetime) -> RuleState: ...
-
-
-class LedgerBackend(Protocol):
-    def record(self, entries: Sequence[LedgerEntry]) -> int: ...
-
-
-@runtime_checkable
-class CoverageReader(Protocol):
-    """A ledger that can also be read back (what `backfill` needs)."""
-
-    def record(self, entries: Sequence[LedgerEntry]) -> int: ...
-
-    def summaries(self, rule_ids: Sequence[str], *, since: datetime | None) -> dict[str, LedgerSummary]: ...
-
-    def entries(self, rule_id: str, *, since: datetime | None = None) -> list[LedgerEntry]: ...
-
-
-class BatchEvaluator(Protocol):
-    """Many detection rules, each over its own window, in as few requests as Elasticsearch allows; an
-    item Elasticsearch refused gets its exception in place of its result."""
-
-    def __call__(
-        self, es: Elasticsearch, items: Sequence[tuple[CompiledRule, Window]], *, limit: int
-    ) -> Sequence[MatchResult | Exception]: ...
 
 
 def evaluate_batch(
@@ -124,36 +119,6 @@ def batchable(rule: EngineRule) -> bool:
     return type(rule.compiled) is CompiledRule
 
 
-#: `RuleRun.skipped` of a run whose commit waits for the rest of its group (never returned by run_group)
-DEFERRED = "deferred: committed with its group"
-
-
-@dataclass(frozen=True, slots=True)
-class Pending:
-    """A single-window run evaluated and its alerts written, its commit left to `commit_pending`."""
-
-    rule: EngineRule
-    state: RuleState  # as read
-    new: RuleState  # what the commit writes
-    done: RuleRun
-    gaps: tuple[str, ...]
-    t0: float
-    started: datetime
-    run_id: str
-    chunk: RuleRun
-
-
-@dataclass(frozen=True, slots=True)
-class Prefetched:
-    """A rule's state and the result of its one window, read for a whole job at once: `run_rule`
-    uses the result only if the window it plans from this state is the same one."""
-
-    started: datetime
-    state: RuleState
-    window: Window | None = None
-    result: MatchResult | None = None
-
-
 def evaluate(es: Elasticsearch, compiled: Any, window: Window, *, limit: int) -> MatchResult:
     """The default evaluator: detection rules through the matcher, correlations through correlation.py."""
     from hcm_soc.detection.model import CompiledRule
@@ -168,77 +133,6 @@ def evaluate(es: Elasticsearch, compiled: Any, window: Window, *, limit: int) ->
 
 
 # --- rules ready to run ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class EngineRule:
-    """A rule as the engine schedules it: the compiled form (None when it cannot run) and its version."""
-
-    rule: LoadedRule
-    compiled: Any  # CompiledRule | CompiledCorrelation | None
-    version: str
-    interval: timedelta
-    error: str | None = None  # why `compiled` is None
-
-    @property
-    def id(self) -> str:
-        return self.rule.id
-
-
-# --- running ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RuleRun:
-    """What one run of one rule did (also logged and summed into the engine's counters)."""
-
-    rule_id: str
-    chunks: int = 0
-    window: Window | None = None
-    examined: int = 0
-    matches: int = 0
-    alerts_created: int = 0
-    duplicates: int = 0
-    duration_ms: int = 0
-    error: str | None = None
-    skipped: str | None = None
-    gaps: tuple[str, ...] = ()
-    suppressed: int = 0  # matches over the caps (counted in summary alerts)
-    backfilled: int = 0  # ledger holes evaluated (by `backfill`)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-@dataclass
-class EngineCounters:
-    runs: int = 0
-    failures: int = 0
-    skipped: int = 0
-    conflicts: int = 0
-    chunks: int = 0
-    alerts_created: int = 0
-    duplicates: int = 0
-    gaps: int = 0
-    suppressed: int = 0
-    backfilled: int = 0
-    batched: int = 0  # rule windows evaluated through the batch evaluator
-    lease_lost: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class RunSummary:
-    runs: tuple[RuleRun, ...]
-    problems: tuple[RuleProblem, ...] = field(default=())
-
-    @property
-    def failed(self) -> list[RuleRun]:
-        return [r for r in self.runs if r.error is not None]
-
-    @property
-    def alerts_created(self) -> int:
-        return sum(r.alerts_created for r in self.runs)
 
 
 class DetectionEngine:
@@ -705,20 +599,6 @@ class DetectionEngine:
         except Exception as e:  # recording the failure failed too (Elasticsearch down): log, carry on
             log.error("could not record the failure", extra={"rule_id": rule.id, "error": str(e)})
         return run
-
-
-def add_runs(total: RuleRun, chunk: RuleRun, *, window: Window | None) -> RuleRun:
-    return replace(
-        total,
-        chunks=total.chunks + chunk.chunks,
-        window=window,
-        examined=total.examined + chunk.examined,
-        matches=total.matches + chunk.matches,
-        alerts_created=total.alerts_created + chunk.alerts_created,
-        duplicates=total.duplicates + chunk.duplicates,
-        suppressed=total.suppressed + chunk.suppressed,
-        backfilled=total.backfilled + chunk.backfilled,
-    )
 
 
 def _default_engine_id() -> str:
