@@ -47,7 +47,9 @@ SECTION = "## Sigma compatibility"
 def corpus_dir(arg: str | None) -> Path:
     raw = arg or os.environ.get("HCM_SOC_SIGMAHQ_DIR") or "../shared/corpus/sigmahq/rules"
     path = Path(raw)
-    return (path if path.is_absolute() else ROOT / path).resolve()
+    path = (path if path.is_absolute() else ROOT / path).resolve()
+    # HCM_SOC_SIGMAHQ_DIR names the checkout (as .ci/run sets it); its rules are in rules/
+    return path / "rules" if (path / "rules").is_dir() else path
 
 
 def folder_of(path: Path, corpus: Path) -> str:

@@ -208,5 +208,5 @@ def _detect(
         row[1] += 1
         row[2] += a.hcm.count
     rows = [(v[0], lvl, rule, who, v[1], v[2]) for (lvl, rule, who), v in grouped.items()]
-    rows.sort(key=lambda r: (_LEVEL_ORDER.get(r[1], 9), r[2], r[0]))
+    rows.sort(key=lambda r: (_LEVEL_ORDER.get(r[1], 9), r[2], r[0], r[3]))
     report.alerts = rows

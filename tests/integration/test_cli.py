@@ -99,15 +99,27 @@ def test_local_node_lifecycle_and_demo(tmp_path: Path) -> None:
         assert demo.returncode == 0, demo.stderr
         report = json.loads(demo.stdout)
         assert report["es_version"].startswith("8.")
-        assert report["writer"]["sent"] == report["events_in_sample"] > 100
-        assert report["counts"] == {"network.firewall": 30, "nginx.access": 57, "system.auth": 48}
+        network = sum(report["network"].values())
+        assert report["network"]["network.flow"] > 300 and report["network"]["network.dns"] > 80
+        assert report["writer"]["sent"] == report["events_in_sample"] + network
+        assert report["events_in_sample"] > 100
+        logs = {"network.firewall": 30, "nginx.access": 57, "system.auth": 48}
+        assert report["counts"] == {**logs, **report["network"]}
         assert report["parse_failures"] == 0
         assert report["ssh_failures_by_source"][0] == ["203.0.113.45", 40]
         assert report["latest_ingested"]
+        # the engine ran the city rules once: the attacks in the bundled logs and capture are found
+        assert report["rules_failed"] == 0 and report["rules_loaded"] > 15
+        found = {(rule, who) for _, _, rule, who, _, _ in report["alerts"]}
+        assert ("SSH Brute Force From One Source", "203.0.113.45") in found
+        assert ("Port Scan From One Source", "203.0.113.66") in found
+        assert ("SQL Injection Attempt On A City Portal", "198.51.100.23") in found
+        assert report["alerts_created"] == sum(n for *_, n, _ in report["alerts"])
         rerun = json.loads(hcm("demo", "--json", env=env).stdout)
         assert rerun["writer"]["sent"] == 0
-        assert rerun["writer"]["duplicates"] == report["events_in_sample"]
+        assert rerun["writer"]["duplicates"] == report["events_in_sample"] + network
         assert rerun["counts"] == report["counts"]
+        assert rerun["alerts_created"] == 0 and rerun["alerts"] == report["alerts"]
     finally:
         stopped = hcm("es", "stop", env=env)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout

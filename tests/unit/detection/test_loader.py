@@ -222,11 +222,10 @@ def test_ruleset_names(tmp_path: Path) -> None:
 
 
 def test_sigmahq_corpus_loads_without_errors() -> None:
-    corpus = Path(os.environ.get("HCM_SOC_SIGMAHQ_DIR", "/work/shared/corpus/sigmahq/rules"))
-    if not corpus.is_dir():
-        pytest.skip(
-            f"SigmaHQ corpus not found at {corpus} (set HCM_SOC_SIGMAHQ_DIR to a SigmaHQ rules folder)"
-        )
+    checkout = Path(os.environ.get("HCM_SOC_SIGMAHQ_DIR", "/work/shared/corpus/sigmahq"))
+    corpus = checkout / "rules" if (checkout / "rules").is_dir() else checkout
+    if not (corpus / "windows").is_dir():
+        pytest.skip(f"SigmaHQ corpus not found at {checkout} (set HCM_SOC_SIGMAHQ_DIR to a SigmaHQ checkout)")
     load = load_rules([corpus / "windows" / "process_creation"])
     assert len(load.rules) > 1000
     assert load.problems == []
