@@ -22,11 +22,11 @@ A rule that cannot be compiled raises `RuleCompileError` naming the rule and the
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hcm_soc.detection.fieldmaps.sources import DataSource, find_source
+from hcm_soc.detection.fieldmaps.sources import DataSource, find_source, keyword_fields
 from hcm_soc.detection.model import CompiledRule, LoadedRule, RuleProblem
 from hcm_soc.detection.pipeline import (
     KEYWORD_FIELDS,
@@ -62,12 +62,13 @@ class PythonCheckedRule(CompiledRule):
     residual: str = ""
 
 
-def lucene_query(text: str) -> dict[str, Any]:
-    """The Elasticsearch query for a Lucene text produced by the hcm-soc pipeline."""
+def lucene_query(text: str, keyword_fields: Sequence[str] = KEYWORD_FIELDS) -> dict[str, Any]:
+    """The Elasticsearch query for a Lucene text produced by the hcm-soc pipeline; field-less
+    (keyword) terms search `keyword_fields` (per data source, see fieldmaps.keyword_fields)."""
     return {
         "query_string": {
             "query": text,
-            "fields": list(KEYWORD_FIELDS),
+            "fields": list(keyword_fields),
             "allow_leading_wildcard": True,
             # wildcard terms are not analysed: the pipeline already lower-cased what goes to .caseless
             "analyze_wildcard": False,
@@ -131,7 +132,7 @@ class RuleCompiler:
         return CompiledRule(
             rule=rule,
             lucene=text,
-            query=lucene_query(text),
+            query=lucene_query(text, keyword_fields(source)),
             indices=(self.names.events_pattern,),
             scope=scope_query(source),
         )

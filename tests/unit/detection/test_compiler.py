@@ -89,7 +89,7 @@ def test_scope_is_the_log_source_alone(tmp_path: Path) -> None:
     )
     assert compiled.indices == ("x-events-*",)
     assert compiled.query["query_string"]["query"] == compiled.lucene
-    assert compiled.query["query_string"]["fields"] == ["*.caseless"]
+    assert compiled.query["query_string"]["fields"] == ["message.caseless"]  # linux keywords: the log text
 
 
 @pytest.mark.parametrize(

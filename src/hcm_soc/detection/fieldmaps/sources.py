@@ -34,6 +34,23 @@ class DataSource:
     unmapped_prefix: str = ""  # prefix for fields not in `fields` (Windows: winlog.event_data.)
 
 
+def keyword_fields(source: DataSource) -> tuple[str, ...]:
+    """Where field-less (keyword) detections of `source` search. Linux logs keep their text in
+    `message`, web/proxy events in the URL, user agent and referrer; elsewhere every lower-cased
+    string sub-field is searched (correct, but each such term expands to every string field,
+    which is what made keyword rules the costliest SigmaHQ rules: docs/detection-cost.md)."""
+    if source.name == "linux" or source.name.startswith("linux/"):
+        return ("message.caseless",)
+    if source.name in ("webserver", "proxy"):
+        return (
+            "url.original.caseless",
+            "url.full.caseless",
+            "user_agent.original.caseless",
+            "http.request.referrer.caseless",
+        )
+    return ("*.caseless",)
+
+
 SYSMON = "Microsoft-Windows-Sysmon/Operational"
 SECURITY = "Security"
 PS_OPERATIONAL = ("Microsoft-Windows-PowerShell/Operational", "PowerShellCore/Operational")
