@@ -204,15 +204,7 @@ def build_alert(
         process=ProcessEntity(executable=exe, command_line=cmd) if exe or cmd else None,
         hcm=AlertHcmFields(
             created=raised,
-            rule=HcmRuleFields(
-                id=rule.id,
-                title=rule.title,
-                level=level,  # type: ignore[arg-type]  # checked against SEVERITY's keys above
-                status=rule.status,
-                kind=rule.kind,
-                version=version,
-                tags=list(rule.tags),
-            ),
+            rule=_hcm_rule(rule, level, version),
             window=AlertWindow(start=window.start, end=window.end),
             match_key=match.key,
             events=refs,
@@ -310,15 +302,7 @@ def build_summary_alert(
         tags=list(rule.tags),
         hcm=AlertHcmFields(
             created=raised,
-            rule=HcmRuleFields(
-                id=rule.id,
-                title=rule.title,
-                level=level,  # type: ignore[arg-type]  # checked against SEVERITY's keys above
-                status=rule.status,
-                kind=rule.kind,
-                version=version,
-                tags=list(rule.tags),
-            ),
+            rule=_hcm_rule(rule, level, version),
             window=AlertWindow(start=window.start, end=window.end),
             match_key=key,
             events=[],
@@ -404,3 +388,16 @@ def capped_alerts(
             )
         )
     return alerts, suppressed, unfetched
+
+
+def _hcm_rule(rule: LoadedRule, level: str | None, version: str | None) -> HcmRuleFields:
+    """`hcm.rule`: the rule as it was when the alert was raised (level checked by the caller)."""
+    return HcmRuleFields(
+        id=rule.id,
+        title=rule.title,
+        level=level,  # type: ignore[arg-type]  # checked against SEVERITY's keys by the caller
+        status=rule.status,
+        kind=rule.kind,
+        version=version,
+        tags=list(rule.tags),
+    )
