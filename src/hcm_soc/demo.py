@@ -12,9 +12,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hcm_soc.config import Settings
+from hcm_soc.errors import HcmSocError
+
+if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
+
+    from hcm_soc.store.bulk import BulkWriter
+    from hcm_soc.store.names import IndexNames
 
 Progress = Callable[[str], None]
 
@@ -138,19 +145,16 @@ def run_demo(settings: Settings, progress: Progress) -> DemoReport:
     return report
 
 
-def _read_demo_capture(settings: Settings, writer: object, names: object) -> dict[str, int]:
+def _read_demo_capture(settings: Settings, writer: BulkWriter, names: IndexNames) -> dict[str, int]:
     from hcm_soc.collectors.network.capture import read_capture
     from hcm_soc.collectors.network.writer import NetworkRecordWriter
-    from hcm_soc.store.bulk import BulkWriter
-    from hcm_soc.store.names import IndexNames
 
-    assert isinstance(writer, BulkWriter) and isinstance(names, IndexNames)
     sink = NetworkRecordWriter(writer, names, source="demo-city-segment", interface=None)
     folder = resources.files("hcm_soc.data").joinpath("demo-pcap")
     with resources.as_file(folder.joinpath("city-segment.pcap")) as path:
         result = read_capture(path, sink, settings.network, progress=None)
     if result.error:
-        raise RuntimeError(f"the bundled capture could not be read: {result.error}")
+        raise HcmSocError(f"the bundled capture could not be read: {result.error}")
     return result.records
 
 
@@ -158,20 +162,16 @@ _LEVEL_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3, "informational"
 
 
 def _detect(
-    settings: Settings, client: object, names: object, report: DemoReport, progress: Progress
+    settings: Settings, client: Elasticsearch, names: IndexNames, report: DemoReport, progress: Progress
 ) -> None:
     """One engine pass (like `hcm-soc engine run --once`) and the alerts it raised."""
-    from elasticsearch import Elasticsearch
-
     from hcm_soc.detection.engine import DetectionEngine
     from hcm_soc.detection.scheduler import load_engine_rules
     from hcm_soc.store.alerts import AlertStore
-    from hcm_soc.store.names import IndexNames
 
-    assert isinstance(client, Elasticsearch) and isinstance(names, IndexNames)
     missing = [str(p) for p in settings.paths.rules if not p.exists()]
     if missing:
-        raise RuntimeError(
+        raise HcmSocError(
             f"rule folder(s) {', '.join(missing)} not found: run the demo from the repository root "
             "or set HCM_SOC_PATHS_RULES"
         )

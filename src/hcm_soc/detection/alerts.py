@@ -185,15 +185,7 @@ def build_alert(
             dataset=first("event.dataset"),
             module=first("event.module"),
         ),
-        rule=AlertRuleFields(
-            id=rule.id,
-            name=rule.title,
-            ruleset=rule.ruleset,
-            description=rule.description,
-            reference=list(rule.references),
-            category=_log_source(rule),
-            version=version,
-        ),
+        rule=_rule_fields(rule, version),
         threat=parse_attack_tags(rule.tags),
         tags=list(rule.tags),
         host=NamedEntity(name=host) if host else None,
@@ -289,15 +281,7 @@ def build_summary_alert(
         event=AlertEventFields(
             severity=SEVERITY.get(level or "", 0), risk_score=RISK_SCORE.get(level or "", 0.0)
         ),
-        rule=AlertRuleFields(
-            id=rule.id,
-            name=rule.title,
-            ruleset=rule.ruleset,
-            description=rule.description,
-            reference=list(rule.references),
-            category=_log_source(rule),
-            version=version,
-        ),
+        rule=_rule_fields(rule, version),
         threat=parse_attack_tags(rule.tags),
         tags=list(rule.tags),
         hcm=AlertHcmFields(
@@ -400,4 +384,17 @@ def _hcm_rule(rule: LoadedRule, level: str | None, version: str | None) -> HcmRu
         kind=rule.kind,
         version=version,
         tags=list(rule.tags),
+    )
+
+
+def _rule_fields(rule: LoadedRule, version: str | None) -> AlertRuleFields:
+    """ECS `rule.*` of an alert: the Sigma id and title, where it came from, its log source."""
+    return AlertRuleFields(
+        id=rule.id,
+        name=rule.title,
+        ruleset=rule.ruleset,
+        description=rule.description,
+        reference=list(rule.references),
+        category=_log_source(rule),
+        version=version,
     )

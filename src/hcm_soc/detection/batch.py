@@ -45,10 +45,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hcm_soc.detection.compiler import PythonCheckedRule
-from hcm_soc.detection.matcher import PAGE_SIZE, SORT, find_matches, window_filter
 
 # the one place that turns a hit into a Match: reused so that batch and matcher cannot drift apart
-from hcm_soc.detection.matcher import _match as match_from_hit
+from hcm_soc.detection.matcher import PAGE_SIZE, SORT, find_matches, match_from_hit, window_filter
 from hcm_soc.detection.model import CompiledRule, Match, MatchResult, Window
 from hcm_soc.errors import HcmSocError
 

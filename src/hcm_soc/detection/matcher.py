@@ -94,13 +94,13 @@ def find_matches(es: Elasticsearch, compiled: CompiledRule, window: Window, *, l
             if len(matches) == limit:
                 return MatchResult(tuple(matches), examined, truncated=True)
             seen.add(hit["_id"])
-            matches.append(_match(compiled, hit))
+            matches.append(match_from_hit(compiled, hit))
         if len(hits) < size:
             return MatchResult(tuple(matches), examined)
         search_after = hits[-1]["sort"]
 
 
-def _match(compiled: CompiledRule, hit: dict[str, Any]) -> Match:
+def match_from_hit(compiled: CompiledRule, hit: dict[str, Any]) -> Match:
     source = hit.get("_source", {})
     when = _timestamp(source.get("@timestamp"))
     return Match(
