@@ -117,6 +117,7 @@ class PathSettings(_Group):
     rules: list[Path] = Field(default_factory=lambda: [Path("rules")])
     playbooks: Path = Path("playbooks")
     collectors: Path = Path("collectors")
+    inventory: Path = Path("inventory/city-systems.yml")  # the asset inventory (YAML or CSV)
 
     @field_validator("rules", mode="before")
     @classmethod
@@ -146,8 +147,42 @@ class SmtpSettings(_Group):
 
 
 class WebhookSettings(_Group):
-    secret: str | None = None
+    secret: str | None = None  # HMAC-SHA256 key of outgoing webhooks (default: notify.secret)
     timeout: float = Field(default=10.0, gt=0)
+
+
+class NotifySettings(_Group):
+    """Notices to system owners and analysts (email, webhook) and their durable outbox."""
+
+    # signs acknowledgement tokens (and webhooks unless webhook.secret is set); when unset a random
+    # key is created once in <state dir>/notify.key so links stay valid across restarts
+    secret: str | None = None
+    base_url: str = "http://127.0.0.1:8080"  # where acknowledgement links point (the web console)
+    token_ttl: float = Field(default=7 * 86400.0, gt=0)  # seconds an acknowledgement link stays valid
+    language: Literal["vi", "en"] = "vi"  # default language of notices
+    retry_base: float = Field(default=30.0, gt=0)  # first retry of an undelivered notice after this…
+    retry_max: float = Field(default=3600.0, gt=0)  # …doubling up to this many seconds between tries
+    max_attempts: int = Field(default=50, ge=1)  # then the notice is marked failed (still kept)
+    deliver_every: float = Field(default=10.0, gt=0)  # seconds between outbox passes of `hcm-soc run`
+    analysts: list[str] = Field(default_factory=list)  # e-mail of the analyst on duty (queue) recipients
+    escalation: list[str] = Field(default_factory=list)  # e-mail of the escalation list
+
+    @field_validator("analysts", "escalation", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+
+class ResponseSettings(_Group):
+    """Playbooks and incidents."""
+
+    enabled: bool = True  # `hcm-soc run` runs the playbooks on new alerts
+    every: float = Field(default=15.0, gt=0)  # seconds between passes over new alerts
+    escalate_every: float = Field(default=60.0, gt=0)  # seconds between SLA / auto-close checks
+    batch: int = Field(default=500, ge=1)  # alerts taken per pass
+    id_prefix: str = Field(default="INC", pattern=r"^[A-Z][A-Z0-9]{0,9}$")  # INC-2026-000123
 
 
 class DetectionSettings(_Group):
@@ -232,6 +267,8 @@ class Settings(_Group):
     bulk: BulkSettings = BulkSettings()
     smtp: SmtpSettings = SmtpSettings()
     webhook: WebhookSettings = WebhookSettings()
+    notify: NotifySettings = NotifySettings()
+    response: ResponseSettings = ResponseSettings()
     detection: DetectionSettings = DetectionSettings()
     network: NetworkSettings = NetworkSettings()
     timezone: str = "Asia/Ho_Chi_Minh"

@@ -135,6 +135,14 @@ class AlertSummary(_Doc):
     top_keys: list[SuppressedKey] = Field(default_factory=list)  # the group keys most suppressed
 
 
+class AlertTriage(_Doc):
+    """What the playbook runner did with the alert (set once; the runner skips triaged alerts)."""
+
+    at: datetime
+    outcome: Literal["incident", "no_playbook", "failed"]
+    reason: str | None = None
+
+
 class AlertHcmFields(_Doc):
     status: AlertStatus = "open"
     created: datetime
@@ -148,6 +156,9 @@ class AlertHcmFields(_Doc):
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     summary: AlertSummary | None = None
+    incident: str | None = None  # the incident id (e.g. INC-2026-000123) the alert is linked to
+    playbook: str | None = None  # the playbook that took it
+    triage: AlertTriage | None = None
 
     @field_validator("created", "first_seen", "last_seen")
     @classmethod

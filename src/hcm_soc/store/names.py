@@ -3,6 +3,7 @@
 <prefix>-events-<dataset>-<namespace>   events (data stream per dataset)
 <prefix>-alerts                          alerts (index; alerts are updated)
 <prefix>-incidents                       incidents (index; optimistic concurrency)
+<prefix>-notices                         the notice outbox: e-mails and webhooks, sent or waiting to be
 <prefix>-state                           engine state: checkpoints, rule health, leases
 <prefix>-audit-<namespace>               audit trail (data stream, append-only)
 <prefix>-deadletter-<namespace>          documents Elasticsearch refused (data stream)
@@ -39,6 +40,10 @@ class IndexNames:
     @property
     def incidents(self) -> str:
         return f"{self.prefix}-incidents"
+
+    @property
+    def notices(self) -> str:
+        return f"{self.prefix}-notices"
 
     @property
     def state(self) -> str:

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 #: Bump when any template, mapping, setting or the pipeline changes (the hash catches edits
 #: made without a bump, and hand edits made on the cluster).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 Kind = Literal["pipeline", "component_template", "index_template", "index"]
 Action = Literal["created", "updated", "unchanged", "kept-newer"]
@@ -219,6 +219,16 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
             },
         },
     )
+    # the notice outbox (notify/outbox.py): one document per notice, updated with each attempt
+    notice_mappings = own(
+        extra_props={
+            **{f: date for f in ("created", "updated", "next_attempt", "sent_at", "expires")},
+            "attempts": count,
+            "last_error": {"type": "text"},
+            "context": {"type": "flattened"},
+            "subject": {"type": "text"},
+        }
+    )
     alert_incident_extra = {
         "hcm": {
             "properties": {
@@ -239,6 +249,10 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
             "hcm": {
                 "properties": {
                     "match_key": kw,
+                    # set once by the playbook runner: the incident the alert joined, or none
+                    "incident": kw,
+                    "playbook": kw,
+                    "triage": {"properties": {"at": date, "outcome": kw, "reason": {"type": "text"}}},
                     "events": {"properties": {"index": kw, "id": kw}},
                     "events_total": count,
                     "count": count,
@@ -342,6 +356,15 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
             dynamic_settings=plain_dyn,
         ),
         index_template(
+            f"{p}-notices",
+            names.notices,
+            mappings=notice_mappings,
+            settings=base_settings,
+            data_stream=False,
+            effective_mappings=notice_mappings,
+            dynamic_settings=plain_dyn,
+        ),
+        index_template(
             f"{p}-state",
             names.state,
             mappings=state_mappings,
@@ -369,7 +392,7 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
             dynamic_settings=plain_dyn,
         ),
     ]
-    for index in (names.alerts, names.incidents, names.state):
+    for index in (names.alerts, names.incidents, names.notices, names.state):
         items.append(TemplateItem("index", index, SCHEMA_VERSION, {}))
     return items
 
