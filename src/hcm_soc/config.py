@@ -144,6 +144,8 @@ class SmtpSettings(_Group):
     security: Literal["none", "starttls", "tls"] = "starttls"
     sender: str = "soc@hcm.gov.vn"
     timeout: float = Field(default=10.0, gt=0)
+    ca_cert: Path | None = None  # CA bundle that signed the server's certificate (default: system CAs)
+    verify_tls: bool = True
 
 
 class WebhookSettings(_Group):

@@ -1,9 +1,8 @@
 """The demo of the whole pipeline: local Elasticsearch, templates, bundled log files of city
 systems read by the collectors and parsed to ECS, a bundled packet capture of a city network
 segment turned into flow/DNS/HTTP/TLS records, the Sigma engine run once over everything
-with the city's rules, and a read-back summary of events and alerts.
-
-Later issues extend it (playbooks, incidents) stage by stage.
+with the city's rules, the playbooks turning the alerts into incidents with notices to the
+systems' owners (delivered to a local mail sink, see demo_response.py), and a read-back summary.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from hcm_soc.config import Settings
+from hcm_soc.demo_response import ResponseReport
 from hcm_soc.errors import HcmSocError
 
 if TYPE_CHECKING:
@@ -47,13 +47,16 @@ class DemoReport:
     alerts_already_stored: int = 0
     #: (first seen UTC ISO, level, rule title, key entity, alerts, events behind them), most severe first
     alerts: list[tuple[str, str, str, str, int, int]] = field(default_factory=list)
+    response: ResponseReport | None = None
 
 
-#: (file in hcm_soc/data/demo-logs, format, dataset): what the demo's city systems wrote
+#: (file in hcm_soc/data/demo-logs, format, dataset, host.name of the system that wrote it or None
+#: when the lines name their host): what the demo's city systems wrote. The portal's host is the
+#: one of collectors/cong-dich-vu-cong-nginx.yml, so its alerts find the portal in the inventory.
 DEMO_LOGS = (
-    ("auth.log", "syslog", "system.auth"),
-    ("access.log", "nginx", "nginx.access"),
-    ("firewall.log", "syslog", "network.firewall"),
+    ("auth.log", "syslog", "system.auth", None),
+    ("access.log", "nginx", "nginx.access", "dvc-portal-01"),
+    ("firewall.log", "syslog", "network.firewall", None),
 )
 
 
@@ -69,17 +72,17 @@ def run_demo(settings: Settings, progress: Progress) -> DemoReport:
     report = DemoReport()
     if settings.uses_local_node:
         node = local_node_from_settings(settings)
-        progress(f"[1/6] starting the local Elasticsearch node at {node.url} (data in {node.base_dir})")
+        progress(f"[1/7] starting the local Elasticsearch node at {node.url} (data in {node.base_dir})")
         node.start(timeout=settings.local_es.start_timeout)
     else:
-        progress(f"[1/6] using the cluster at {', '.join(settings.es.url)} (HCM_SOC_ES_URL)")
+        progress(f"[1/7] using the cluster at {', '.join(settings.es.url)} (HCM_SOC_ES_URL)")
     client = make_client(settings)
     info = ping(client)
     report.es_url = ", ".join(settings.es.url) or local_node_from_settings(settings).url
     report.es_version = str(info.get("version", {}).get("number"))
 
     names = IndexNames.from_settings(settings)
-    progress("[2/6] installing index templates, the ingest pipeline and indices")
+    progress("[2/7] installing index templates, the ingest pipeline and indices")
     results = install(
         client, build_items(names, shards=settings.index.shards, replicas=settings.index.replicas)
     )
@@ -87,9 +90,9 @@ def run_demo(settings: Settings, progress: Progress) -> DemoReport:
     report.templates_current = len(results) - report.templates_written
 
     folder = resources.files("hcm_soc.data").joinpath("demo-logs")
-    progress("[3/6] reading the bundled logs of city systems through the collectors and parsers")
+    progress("[3/7] reading the bundled logs of city systems through the collectors and parsers")
     with BulkWriter.from_settings(client, settings, flush_interval=None) as writer:
-        for filename, fmt, dataset in DEMO_LOGS:
+        for filename, fmt, dataset, host in DEMO_LOGS:
             with resources.as_file(folder.joinpath(filename)) as path:
                 counters = ingest_files(
                     fmt,
@@ -101,12 +104,13 @@ def run_demo(settings: Settings, progress: Progress) -> DemoReport:
                     timezone=settings.timezone,
                     options={},
                     progress=None,
+                    host={"name": host} if host else None,
                 )
             records = counters["parsed"] + counters["parse_failures"]
             report.events_in_sample += records
             report.parse_failures += counters["parse_failures"]
             progress(f"      {filename} ({fmt}) -> {counters['index']}: {records} records")
-        progress("[4/6] reading the bundled capture of a city network segment (flows, DNS, HTTP, TLS)")
+        progress("[4/7] reading the bundled capture of a city network segment (flows, DNS, HTTP, TLS)")
         report.network = _read_demo_capture(settings, writer, names)
         progress(
             "      city-segment.pcap -> "
@@ -115,10 +119,17 @@ def run_demo(settings: Settings, progress: Progress) -> DemoReport:
     report.writer = writer.stats()
     EventsRepository(client, names).refresh()
 
-    progress("[5/6] running the Sigma detection engine once over everything stored, with the city's rules")
+    progress("[5/7] running the Sigma detection engine once over everything stored, with the city's rules")
     _detect(settings, client, names, report, progress)
 
-    progress("[6/6] reading back what Elasticsearch stored")
+    progress(
+        "[6/7] playbooks: alerts -> incidents for the city security center, notices to the systems' owners"
+    )
+    from hcm_soc.demo_response import respond
+
+    report.response = respond(settings, client, names, progress)
+
+    progress("[7/7] reading back what Elasticsearch stored")
     repo = EventsRepository(client, names)
     repo.refresh()
     report.counts = repo.count_by_dataset()

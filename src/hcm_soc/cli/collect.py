@@ -59,6 +59,7 @@ def _serve(
     writer, names = open_writer(app_ctx)
     stop = _stop_on_signals()
     handle = None
+    response = None
     if with_engine:
         from hcm_soc.detection.scheduler import start_engine
 
@@ -66,6 +67,16 @@ def _serve(
         info(
             f"detection engine: {len(handle.rules)} rule(s), {len(handle.problems)} problem(s) -> {names.alerts}"
         )
+        if app_ctx.settings.response.enabled:
+            from hcm_soc.playbooks.jobs import start_response
+
+            response = start_response(app_ctx.settings, app_ctx.client(), names, stop_event=stop)
+            for problem in response.response.problems:
+                info(f"response problem: {problem}")
+            info(
+                f"response: {len(response.response.runner.playbooks)} playbook(s) -> {names.incidents}, "
+                f"notices via the outbox {names.notices}"
+            )
     runs = run_sources(
         definitions, writer, names, app_ctx.settings.state_dir, stop, progress=info, settings=app_ctx.settings
     )
@@ -84,6 +95,8 @@ def _serve(
         stop.set()
         if handle is not None:
             handle.join(timeout=30)
+        if response is not None:
+            response.join(timeout=30)
         for r in runs:
             if r.thread is not None:
                 r.thread.join(timeout=10)
@@ -109,8 +122,8 @@ def run(
     report_every: float = typer.Option(30.0, help="seconds between counter log lines"),
     engine: bool = typer.Option(True, "--engine/--no-engine", help="run the detection engine beside them"),
 ) -> None:
-    """Run every enabled source in paths.collectors and the detection engine; broken definitions are
-    reported and skipped."""
+    """Run every enabled source in paths.collectors, the detection engine and the playbooks (incidents,
+    notices, escalations); broken definitions are reported and skipped."""
     from hcm_soc.collectors.definition import load_definitions
     from hcm_soc.parsers.registry import format_names
 

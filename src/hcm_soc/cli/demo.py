@@ -12,11 +12,16 @@ from hcm_soc.cli.output import emit_json, emit_table, info
 
 
 def demo(
-    ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help="print the report as JSON")
+    ctx: typer.Context,
+    json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    no_serve: bool = typer.Option(
+        False, "--no-serve", help="exit when the pipeline has run (for scripts; the demo has no console yet)"
+    ),
 ) -> None:
     """Start the local Elasticsearch (unless HCM_SOC_ES_URL is set), install templates, read the
     bundled logs and packet capture of city systems, run the Sigma engine once with the city's
-    rules, and show what was stored and which alerts were raised."""
+    rules, run the playbooks (incidents, notices to the owners through a local mail sink), and
+    show what was stored, which alerts were raised and which incidents were opened."""
     from dataclasses import asdict
 
     from hcm_soc.demo import run_demo
@@ -72,6 +77,27 @@ def demo(
                 for seen, lvl, rule, who, n, e in report.alerts
             ],
         )
+    resp = report.response
+    if resp is not None:
+        print(
+            f"\nplaybooks: {resp.playbooks} loaded; {resp.alerts_handled} alert(s) handled -> "
+            f"{resp.opened} incident(s) opened, {resp.joined} joined an open incident, "
+            f"{resp.no_playbook} without playbook, {resp.failed} failed"
+        )
+        for problem in resp.problems:
+            print(f"  playbook/inventory problem: {problem}")
+        if resp.incidents:
+            print("\nincidents (open, by priority):")
+            emit_table(
+                ["incident", "priority", "status", "title", "system", "department", "owners", "alerts"],
+                resp.incidents,
+            )
+        print(
+            f"\nnotices: {resp.notices_sent} delivered to the local mail sink ({resp.smtp}), "
+            f"{resp.notices_waiting} waiting for a retry"
+        )
+        if resp.mails:
+            emit_table(["to", "subject"], resp.mails)
     if report.latest_ingested:
         ingested = datetime.fromisoformat(report.latest_ingested.replace("Z", "+00:00")).astimezone(tz)
         print(

@@ -19,7 +19,11 @@ from hcm_soc.cli import collect as collect_cmd
 from hcm_soc.cli import config as config_cmd
 from hcm_soc.cli import engine as engine_cmd
 from hcm_soc.cli import es as es_cmd
+from hcm_soc.cli import incidents as incidents_cmd
+from hcm_soc.cli import inventory as inventory_cmd
 from hcm_soc.cli import pcap as pcap_cmd
+from hcm_soc.cli import playbooks as playbooks_cmd
+from hcm_soc.cli import response as response_cmd
 from hcm_soc.cli import rules as rules_cmd
 from hcm_soc.cli import rules_health as _rules_health  # noqa: F401  (registers rules status|lint|silent-sources)
 from hcm_soc.cli.context import AppContext
@@ -47,6 +51,11 @@ app.add_typer(collect_cmd.collectors_app, name="collectors")
 rules_cmd.app.command("coverage")(coverage_cmd)
 app.add_typer(rules_cmd.app, name="rules")
 app.add_typer(engine_cmd.app, name="engine")
+app.add_typer(inventory_cmd.app, name="inventory")
+app.add_typer(incidents_cmd.app, name="incidents")
+playbooks_cmd.app.command("run")(response_cmd.run_playbooks)
+app.add_typer(playbooks_cmd.app, name="playbooks")
+app.add_typer(response_cmd.notices_app, name="notices")
 
 _state = {"debug": False}
 

@@ -204,9 +204,11 @@ def ingest_files(
     timezone: str,
     options: dict[str, Any],
     progress: Progress | None,
+    host: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Read `paths` once with format `fmt` (back-filling, the demo). Re-ingesting the same
-    files writes nothing new: ids come from file identity and offset (record id for EVTX)."""
+    files writes nothing new: ids come from file identity and offset (record id for EVTX).
+    `host` sets static `host.*` fields (the system the files come from), as a definition's `host:`."""
     if fmt == "evtx":
         d = SourceDefinition.model_validate(
             {
@@ -217,6 +219,7 @@ def ingest_files(
                 "timezone": timezone,
                 "evtx": {"paths": paths},
                 "options": options,
+                "host": host or {},
             }
         )
         pipeline = IngestPipeline.for_definition(writer, names, d)
@@ -231,6 +234,7 @@ def ingest_files(
                 dataset=dataset,
                 timezone=timezone,
                 options=options,
+                host=host or {},
                 file=FileInput(
                     paths=[str(Path(p).resolve()) for p in paths], offsets_file=Path(tmp) / "offsets.json"
                 ),

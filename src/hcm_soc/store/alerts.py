@@ -15,7 +15,7 @@ from elastic_transport import TransportError
 from elasticsearch import ApiError, NotFoundError
 
 from hcm_soc.errors import DependencyUnavailable, HcmSocError
-from hcm_soc.models.alert import Alert
+from hcm_soc.models.alert import Alert, AlertTriage
 from hcm_soc.store.names import IndexNames
 
 if TYPE_CHECKING:
@@ -110,6 +110,29 @@ class AlertStore:
             ignore_unavailable=True,
         )
         return [Alert.from_document(h["_id"], h["_source"]) for h in resp["hits"]["hits"]]
+
+    def untriaged(self, *, size: int = 500) -> list[Alert]:
+        """Alerts the playbook runner has not handled yet (no `hcm.triage`), oldest first."""
+        resp = self.client.search(
+            index=self.names.alerts,
+            query={"bool": {"must_not": [{"exists": {"field": "hcm.triage.outcome"}}]}},
+            size=size,
+            sort=[{"@timestamp": "asc"}, {"hcm.match_key": "asc"}],
+            ignore_unavailable=True,
+        )
+        return [Alert.from_document(h["_id"], h["_source"]) for h in resp["hits"]["hits"]]
+
+    def mark_triaged(self, alert_id: str, triage: AlertTriage, *, playbook: str | None) -> None:
+        """Record what the playbook runner did with the alert (`hcm.triage`, `hcm.playbook`)."""
+        hcm: dict[str, Any] = {"triage": triage.model_dump(mode="json", exclude_none=True)}
+        if playbook is not None:
+            hcm["playbook"] = playbook
+        try:
+            self.client.update(index=self.names.alerts, id=alert_id, doc={"hcm": hcm}, retry_on_conflict=5)
+        except (TransportError, OSError) as e:
+            raise DependencyUnavailable(
+                f"could not mark alert {alert_id} as triaged: Elasticsearch did not answer ({e})"
+            ) from e
 
     def count(self, *, rule_id: str | None = None) -> int:
         query = {"term": {"rule.id": rule_id}} if rule_id is not None else {"match_all": {}}

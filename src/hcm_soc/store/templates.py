@@ -275,6 +275,70 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
             }
         },
     )
+    # incidents (models/incident.py): every date sorted or ranged on is a date; the timeline's
+    # before/after values are free-form, so the timeline is stored but not indexed (bounded mapping)
+    text_kw = {"type": "text", "fields": {"keyword": kw}}
+    incident_mappings = own(
+        dynamic=False,
+        extra_props={
+            **{
+                f: kw
+                for f in (
+                    "id",
+                    "status",
+                    "priority",
+                    "level",
+                    "assignee",
+                    "queue",
+                    "group_key",
+                    "playbook",
+                    "alert_ids",
+                    "rule_ids",
+                    "tags",
+                )
+            },
+            **{
+                f: date
+                for f in (
+                    "created",
+                    "updated",
+                    "acknowledged_at",
+                    "resolved_at",
+                    "group_until",
+                    "last_alert_at",
+                )
+            },
+            "title": text_kw,
+            "description": {"type": "text"},
+            "alert_count": count,
+            "escalation_level": {"type": "integer"},
+            "sla": {
+                "properties": {
+                    "acknowledge_by": date,
+                    "resolve_by": date,
+                    "acknowledge_minutes": {"type": "integer"},
+                    "resolve_minutes": {"type": "integer"},
+                }
+            },
+            "assets": {
+                "properties": {
+                    "id": kw,
+                    "name": text_kw,
+                    "department": kw,
+                    "department_name": text_kw,
+                    "sector": kw,
+                    "criticality": {"type": "integer"},
+                    "owners": kw,
+                }
+            },
+            "alerts": {
+                "properties": {"id": kw, "rule_id": kw, "rule_title": text_kw, "level": kw, "timestamp": date}
+            },
+            "entities": {"properties": {"ips": kw, "users": kw, "hosts": kw, "urls": kw}},
+            "comments": {"properties": {"at": date, "author": kw, "text": {"type": "text"}}},
+            "timeline": {"type": "object", "enabled": False},
+        },
+    )
     items: list[TemplateItem] = [
         TemplateItem("pipeline", names.ingest_pipeline, SCHEMA_VERSION, _with_meta(pipeline, SCHEMA_VERSION)),
         TemplateItem(
@@ -349,10 +413,10 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
         index_template(
             f"{p}-incidents",
             names.incidents,
-            mappings=own(extra_props=alert_incident_extra),
+            mappings=incident_mappings,
             settings=base_settings,
             data_stream=False,
-            effective_mappings=own(extra_props=alert_incident_extra),
+            effective_mappings=incident_mappings,
             dynamic_settings=plain_dyn,
         ),
         index_template(
