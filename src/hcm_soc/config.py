@@ -177,6 +177,18 @@ class NotifySettings(_Group):
         return v
 
 
+class WebSettings(_Group):
+    """The web console and REST API (`hcm-soc web`, part of `hcm-soc run`)."""
+
+    enabled: bool = True  # `hcm-soc run` serves the console too
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    session_ttl: float = Field(default=8 * 3600.0, gt=0)  # seconds a login lasts without activity
+    secure_cookies: bool = False  # set True behind HTTPS (the Secure cookie flag)
+    login_max_failures: int = Field(default=5, ge=1)  # failed logins per user and address before a pause
+    login_lockout: float = Field(default=300.0, gt=0)  # seconds of that pause
+
+
 class ResponseSettings(_Group):
     """Playbooks and incidents."""
 
@@ -271,6 +283,7 @@ class Settings(_Group):
     webhook: WebhookSettings = WebhookSettings()
     notify: NotifySettings = NotifySettings()
     response: ResponseSettings = ResponseSettings()
+    web: WebSettings = WebSettings()
     detection: DetectionSettings = DetectionSettings()
     network: NetworkSettings = NetworkSettings()
     timezone: str = "Asia/Ho_Chi_Minh"

@@ -57,7 +57,7 @@ def test_init_json_then_nothing_to_do(external: dict[str, str], es: Elasticsearc
     assert es.indices.exists(index=f"{prefix}-alerts")
     second = hcm("init", env=external)
     assert second.returncode == 0
-    assert "0 of 14 items written; 14 already current" in second.stdout
+    assert "0 of 18 items written; 18 already current" in second.stdout
 
 
 def test_configuration_errors_exit_2_naming_the_setting(tmp_path: Path) -> None:

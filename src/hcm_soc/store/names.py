@@ -4,6 +4,8 @@
 <prefix>-alerts                          alerts (index; alerts are updated)
 <prefix>-incidents                       incidents (index; optimistic concurrency)
 <prefix>-notices                         the notice outbox: e-mails and webhooks, sent or waiting to be
+<prefix>-users                           web console users, sessions and API tokens (hashed)
+<prefix>-rules                           rules written in the console (Sigma YAML), enabled or not
 <prefix>-state                           engine state: checkpoints, rule health, leases
 <prefix>-audit-<namespace>               audit trail (data stream, append-only)
 <prefix>-deadletter-<namespace>          documents Elasticsearch refused (data stream)
@@ -40,6 +42,14 @@ class IndexNames:
     @property
     def incidents(self) -> str:
         return f"{self.prefix}-incidents"
+
+    @property
+    def users(self) -> str:
+        return f"{self.prefix}-users"
+
+    @property
+    def rules(self) -> str:
+        return f"{self.prefix}-rules"
 
     @property
     def notices(self) -> str:

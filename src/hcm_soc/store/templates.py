@@ -229,6 +229,21 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
             "subject": {"type": "text"},
         }
     )
+    # web users, sessions and API tokens (store/users.py): one document per user / session / token
+    users_mappings = own(
+        extra_props={
+            **{f: date for f in ("created", "updated", "expires", "last_login", "last_used", "last_seen")},
+            "departments": kw,
+        }
+    )
+    # rules written in the console (store/rules.py): the Sigma YAML, enabled or not, who and when
+    rules_mappings = own(
+        extra_props={
+            **{f: date for f in ("created", "updated")},
+            "yaml": {"type": "text", "index": False},
+            "enabled": {"type": "boolean"},
+        }
+    )
     alert_incident_extra = {
         "hcm": {
             "properties": {
@@ -429,6 +444,24 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
             dynamic_settings=plain_dyn,
         ),
         index_template(
+            f"{p}-users",
+            names.users,
+            mappings=users_mappings,
+            settings=base_settings,
+            data_stream=False,
+            effective_mappings=users_mappings,
+            dynamic_settings=plain_dyn,
+        ),
+        index_template(
+            f"{p}-rules",
+            names.rules,
+            mappings=rules_mappings,
+            settings=base_settings,
+            data_stream=False,
+            effective_mappings=rules_mappings,
+            dynamic_settings=plain_dyn,
+        ),
+        index_template(
             f"{p}-state",
             names.state,
             mappings=state_mappings,
@@ -456,7 +489,7 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
             dynamic_settings=plain_dyn,
         ),
     ]
-    for index in (names.alerts, names.incidents, names.notices, names.state):
+    for index in (names.alerts, names.incidents, names.notices, names.users, names.rules, names.state):
         items.append(TemplateItem("index", index, SCHEMA_VERSION, {}))
     return items
 
