@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -42,7 +43,23 @@ class ResponseReport:
     incidents: list[tuple[str, str, str, str, str, str, str, int]] = field(default_factory=list)
     #: (to, subject) of each message the local mail sink received
     mails: list[tuple[str, str]] = field(default_factory=list)
+    #: department ids of each listed incident's assets (same order as `incidents`)
+    incident_departments: list[list[str]] = field(default_factory=list)
+    #: (recipient address, incident id, acknowledgement link) found in the received e-mails
+    ack_links: list[tuple[str, str, str]] = field(default_factory=list)
     smtp: str = ""
+
+
+_ACK_LINK = re.compile(r"https?://\S+/ack\?token=[A-Za-z0-9_.\-]+")
+
+
+def ack_link(msg: email.message.EmailMessage) -> str | None:
+    """The acknowledgement link in a notice e-mail's text part, if there is one."""
+    body = msg.get_body(("plain",))
+    if body is None:
+        return None
+    found = _ACK_LINK.search(body.get_content())
+    return found.group(0) if found else None
 
 
 class MailSink:
@@ -119,10 +136,15 @@ def respond(
         )
         for msg in sink.messages:
             report.mails.append((str(msg.get("To", "")), str(msg.get("Subject", ""))))
+            link = ack_link(msg)
+            if link is not None:
+                to = msg["To"].addresses[0].addr_spec if msg["To"] is not None else ""
+                report.ack_links.append((str(to), str(msg.get("X-HCM-Incident", "")), link))
     page = runner.incidents.list(size=100, sort="priority")
     for inc in page.items:
         asset = inc.assets[0] if inc.assets else None
         owners = sorted({o for a in inc.assets for o in a.owners})
+        report.incident_departments.append(list(dict.fromkeys(a.department for a in inc.assets)))
         report.incidents.append(
             (
                 inc.id,
