@@ -59,7 +59,7 @@ def run(
     ping(client)  # unreachable -> DependencyUnavailable -> exit 3, before any rule is touched
     names = IndexNames.from_settings(s)
     install(client, build_items(names, shards=s.index.shards, replicas=s.index.replicas))
-    engine_rules, problems = load_engine_rules(s, names, rules or None)
+    engine_rules, problems = load_engine_rules(s, names, rules or None, client=client)
     for p in problems:
         info(f"rule skipped: {p}")
     lint_problems = lint_engine_rules(client, names, engine_rules)
@@ -107,7 +107,7 @@ def run(
         info(f"no rule to run in {', '.join(str(p) for p in (rules or s.paths.rules))}")
         raise typer.Exit(1)
     stop = _stop_on_signals()
-    handle = start_engine(s, client, names, stop_event=stop, rules=engine_rules)
+    handle = start_engine(s, client, names, stop_event=stop, rules=engine_rules, paths=rules or s.paths.rules)
     lease = handle.engine.lease
     info(
         f"engine running: {len(handle.scheduler.groups)} job(s), alerts -> {names.alerts}, "

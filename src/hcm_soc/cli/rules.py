@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,13 +19,20 @@ import typer
 
 from hcm_soc.cli.context import AppContext
 from hcm_soc.cli.output import emit_json, emit_table, info
+from hcm_soc.detection.trial import (  # shared with the console's rule workbench
+    CompiledSet,
+    RuleNotUsable,
+    compile_one,
+    compile_rules,
+    fetch_sources,
+    run_compiled,
+    run_on_samples,
+)
 from hcm_soc.errors import DependencyUnavailable, HcmSocError
 
 if TYPE_CHECKING:
-    from elasticsearch import Elasticsearch
-
     from hcm_soc.detection.loader import RuleLoad
-    from hcm_soc.detection.model import CompiledRule, LoadedRule, MatchResult, RuleProblem, Window
+    from hcm_soc.detection.model import CompiledRule, LoadedRule, MatchResult, RuleProblem
     from hcm_soc.store.names import IndexNames
 
 app = typer.Typer(
@@ -55,12 +61,6 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 class RuleNotFound(HcmSocError):
     """The RULE argument names no rule in the configured rule folders."""
-
-    exit_code = 2
-
-
-class RuleNotUsable(HcmSocError):
-    """The rule was found but does not load or compile."""
 
     exit_code = 2
 
@@ -140,43 +140,6 @@ def _load(paths: Sequence[Path]) -> RuleLoad:
     return load_rules(list(paths))
 
 
-@dataclass
-class CompiledSet:
-    """Every rule of a load, compiled: detection rules by id and by name, correlations by id."""
-
-    detections: dict[str, CompiledRule]
-    correlations: dict[str, Any]
-    problems: list[RuleProblem]
-
-    @property
-    def count(self) -> int:
-        return len({id(c) for c in self.detections.values()}) + len(self.correlations)
-
-
-def compile_rules(rules: Sequence[LoadedRule], names: IndexNames) -> CompiledSet:
-    """Compile detection rules first, then correlations against them; collect every problem."""
-    from hcm_soc.detection.compiler import RuleCompiler
-    from hcm_soc.detection.correlation import compile_correlation
-    from hcm_soc.detection.model import RuleProblem
-
-    detections = [r for r in rules if r.kind == "detection"]
-    compiled, problems = RuleCompiler(names).compile_all(detections)
-    by_key: dict[str, CompiledRule] = {}
-    for c in compiled:
-        by_key[c.rule.id] = c
-        if c.rule.name:
-            by_key[c.rule.name] = c
-    correlations: dict[str, Any] = {}
-    for r in rules:
-        if r.kind != "correlation":
-            continue
-        try:
-            correlations[r.id] = compile_correlation(r, by_key)
-        except HcmSocError as e:
-            problems.append(RuleProblem(r.path, str(e), r.id, r.title))
-    return CompiledSet(by_key, correlations, list(problems))
-
-
 def find_rule(load: RuleLoad, spec: str) -> LoadedRule:
     """RULE as a file path (the correlation in it if it has one, else its only rule), a rule id,
     a Sigma `name` or a title (case-insensitive)."""
@@ -247,43 +210,7 @@ def _under(path: Path, folder: Path) -> bool:
 
 def _compile_one(load: RuleLoad, rule: LoadedRule, names: IndexNames) -> tuple[CompiledSet, Any]:
     """(compiled set, the compiled form of `rule`); the rule's own problem -> RuleNotUsable."""
-    needed = [rule, *_referenced(load, rule)]
-    cset = compile_rules(needed, names)
-    own = cset.correlations.get(rule.id) if rule.kind == "correlation" else cset.detections.get(rule.id)
-    if own is None:
-        reasons = "; ".join(str(p) for p in cset.problems) or "unknown reason"
-        raise RuleNotUsable(f"rule {rule.id} '{rule.title}' does not compile: {reasons}")
-    return cset, own
-
-
-def _referenced(load: RuleLoad, rule: LoadedRule) -> list[LoadedRule]:
-    """The detection rules a correlation names (by id or name), looked up in the whole load."""
-    if rule.kind != "correlation":
-        return []
-    from hcm_soc.detection.correlation import referenced_rule_names
-
-    refs = set(referenced_rule_names(rule))
-    return [r for r in load.rules if r.kind == "detection" and (r.id in refs or (r.name or "") in refs)]
-
-
-def _run(es: Elasticsearch, compiled: Any, rule: LoadedRule, window: Window, limit: int) -> MatchResult:
-    if rule.kind == "correlation":
-        from hcm_soc.detection.correlation import find_correlation_matches
-
-        return find_correlation_matches(es, compiled, window, limit=limit)
-    from hcm_soc.detection.matcher import find_matches
-
-    return find_matches(es, compiled, window, limit=limit)
-
-
-def _fetch_sources(es: Elasticsearch, refs: Sequence[Any]) -> dict[str, dict[str, Any]]:
-    """_id -> _source for matched events whose source the matcher did not return."""
-    need = [r for r in refs if not r.source]
-    out = {r.id: r.source for r in refs if r.source}
-    if need:
-        resp = es.mget(docs=[{"_index": r.index, "_id": r.id} for r in need])
-        out.update({d["_id"]: d["_source"] for d in resp["docs"] if d.get("found")})
-    return out
+    return compile_one(load.rules, rule, names)
 
 
 # -- commands -----------------------------------------------------------------------------------------
@@ -498,18 +425,18 @@ def test(
 
     Exit 0 when at least one event matched, 1 when none did (like grep), so scripts can
     assert that a rule fires on its positive samples and not on its negatives."""
-    from hcm_soc.detection.scratch import ScratchEvents
-
     app_ctx: AppContext = ctx.obj
     docs = _read_events(events)
     load, loaded = _load_for(app_ctx, rule)
-    base = _names(app_ctx)
     with es_errors():
-        es = app_ctx.client()
-        with ScratchEvents(es, base) as scratch:
-            _, own = _compile_one(load, loaded, scratch.names)
-            stored = scratch.load([d for _, d in docs], numbers=[n for n, _ in docs])
-            result = _run(es, own, loaded, scratch.window(), app_ctx.settings.detection.max_alerts_per_run)
+        stored, result = run_on_samples(
+            app_ctx.client(),
+            _names(app_ctx),
+            lambda names: _compile_one(load, loaded, names)[1],
+            [d for _, d in docs],
+            numbers=[n for n, _ in docs],
+            limit=app_ctx.settings.detection.max_alerts_per_run,
+        )
     line_of = {s.id: s.line for s in stored}
     sources = {s.id: s.source for s in stored}
     matched_lines = sorted({line_of[e.id] for m in result.matches for e in m.events if e.id in line_of})
@@ -553,8 +480,8 @@ def backtest(
     window = Window(start=end - span, end=end)
     with es_errors():
         es = app_ctx.client()
-        result = _run(es, own, loaded, window, limit)
-        sources = _fetch_sources(es, [e for m in result.matches for e in m.events])
+        result = run_compiled(es, own, window, limit=limit)
+        sources = fetch_sources(es, [e for m in result.matches for e in m.events])
     if json_out:
         emit_json(
             {

@@ -20,13 +20,17 @@ did not (`warnings`). One bad rule or file never stops the others.
   its parent's name: `../shared/corpus/sigmahq/rules` -> "sigmahq").
 - Custom attribute `hcm_soc: {interval: 5m, enabled: false}` sets a rule's own interval
   (`30s`, `5m`, `2h`, `1d` or seconds) and lets it be loaded but not scheduled.
+- Rules written in the web console come in as `texts` (`RuleText`: a label path, the YAML, the
+  ruleset "console"). They are read before the files: a console rule with the id of a file rule
+  replaces it (quietly: that is how a file rule is edited in the console). `overrides` (rule id
+  -> enabled, from store/rules.py) switch rules on or off after loading, file rules included.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -69,6 +73,15 @@ class RuleLoad:
 
     def by_id(self) -> dict[str, LoadedRule]:
         return {r.id: r for r in self.rules}
+
+
+@dataclass(frozen=True, slots=True)
+class RuleText:
+    """A rule held as text rather than in a file (a console rule); `path` is the label problems use."""
+
+    path: Path
+    text: str
+    ruleset: str = "console"
 
 
 def parse_interval(value: Any) -> timedelta:
@@ -119,7 +132,13 @@ def rule_files(paths: Sequence[Path]) -> tuple[list[tuple[Path, str]], list[Rule
     return out, problems
 
 
-def load_rules(paths: Sequence[Path], *, validate: bool = True) -> RuleLoad:
+def load_rules(
+    paths: Sequence[Path],
+    *,
+    validate: bool = True,
+    texts: Sequence[RuleText] = (),
+    overrides: Mapping[str, bool] | None = None,
+) -> RuleLoad:
     from sigma.collection import SigmaCollection
     from sigma.correlations import SigmaCorrelationRule
     from sigma.filters import SigmaFilter
@@ -131,19 +150,25 @@ def load_rules(paths: Sequence[Path], *, validate: bool = True) -> RuleLoad:
     warnings: list[RuleProblem] = []
     parsed: list[tuple[Any, Path, str, str]] = []  # (rule, file, ruleset, file text)
     filters: list[tuple[Any, Path, str]] = []
+    sources: list[tuple[Path, str, str | None]] = [(t.path, t.ruleset, t.text) for t in texts]
     for path, ruleset in files:
-        text, items = _parse_file(path, problems)
+        sources.append((path, ruleset, _read_file(path, problems)))
+    from_text: set[Path] = {t.path for t in texts}
+    for path, ruleset, raw in sources:
+        text, items = _parse_text(path, raw, problems)
         for item in items:
             if isinstance(item, SigmaFilter):
                 filters.append((item, path, text))
             else:
                 parsed.append((item, path, ruleset, text))
 
-    # unique ids across files; the first one (sorted path order) wins
+    # unique ids across files; the first one (texts, then sorted path order) wins
     first_seen: dict[str, Path] = {}
     unique: list[tuple[Any, Path, str, str]] = []
     for rule, path, ruleset, text in parsed:
         rid = str(rule.id) if rule.id else None
+        if rid is not None and rid in first_seen and first_seen[rid] in from_text and path not in from_text:
+            continue  # a console rule replaces the file rule with its id
         if rid is not None and rid in first_seen:
             problems.append(
                 _problem(
@@ -185,19 +210,28 @@ def load_rules(paths: Sequence[Path], *, validate: bool = True) -> RuleLoad:
         if errors:
             problems.extend(_problem(path, text, m, rule) for m in dict.fromkeys(errors))
             continue
-        rules.append(_loaded(rule, path, ruleset, *custom))
+        loaded = _loaded(rule, path, ruleset, *custom)
+        if overrides and loaded.id in overrides:
+            loaded = replace(loaded, enabled=overrides[loaded.id])
+        rules.append(loaded)
     return RuleLoad(rules, problems, warnings)
 
 
-def _parse_file(path: Path, problems: list[RuleProblem]) -> tuple[str, list[Any]]:
-    """The rules and filters of one file; its problems appended. Broken rules are left out."""
+def _read_file(path: Path, problems: list[RuleProblem]) -> str | None:
+    try:
+        return path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        problems.append(RuleProblem(path, f"cannot read the file: {e}"))
+        return None
+
+
+def _parse_text(path: Path, text: str | None, problems: list[RuleProblem]) -> tuple[str, list[Any]]:
+    """The rules and filters of one file (or console text); its problems appended. Broken rules are
+    left out. `text` None: the file could not be read (already a problem)."""
     from sigma.collection import SigmaCollection
     from sigma.exceptions import SigmaRuleLocation
 
-    try:
-        text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        problems.append(RuleProblem(path, f"cannot read the file: {e}"))
+    if text is None:
         return "", []
     try:
         docs = [d for d in yaml.load_all(text, Loader=_YAML_LOADER) if d is not None]

@@ -14,6 +14,10 @@ ledger. With `detection.lease` on, `start_engine` runs the lease thread (detecti
 jobs of an engine that does not hold the lease do nothing, so a second engine is a standby
 that takes over within `lease_ttl + lease_renew`. `start_engine` is what `hcm-soc engine run`
 and `hcm-soc run` call.
+
+The running engine also has a reload job (every `detection.reload_every` seconds): when a rule
+file or a rule written in the web console changed (detection/ruleset.py), the rule set is
+loaded again and only the jobs whose rules changed are replaced, added or removed — no restart.
 """
 
 from __future__ import annotations
@@ -63,6 +67,9 @@ log = logging.getLogger("hcm_soc.detection.scheduler")
 GROUP_SIZE = 20
 COUNTERS_JOB = "engine-counters"
 SILENCE_JOB = "silent-sources"
+RELOAD_JOB = "rules-reload"
+#: default of `detection.reload_every` until config.py carries it
+DEFAULT_RELOAD_EVERY = 30.0
 
 
 # --- the rule set the engine runs ------------------------------------------------------------
@@ -301,8 +308,15 @@ class EngineScheduler:
         stop_event: threading.Event | None = None,
         silence: Callable[[datetime], int] | None = None,
         silence_every: float = 300.0,
+        reload: Callable[[], Sequence[EngineRule] | None] | None = None,
+        reload_every: float = DEFAULT_RELOAD_EVERY,
     ) -> None:
         self.engine = engine
+        # returns the new rule set, or None when nothing changed (see detection/ruleset.py)
+        self.reload = reload
+        self.reload_every = reload_every
+        self.rules: list[EngineRule] = list(rules)
+        self._jobs_lock = threading.Lock()
         self.silence = silence  # the built-in silent-source check, run on the lease holder only
         self.silence_every = silence_every
         self.groups = group_rules(rules)
@@ -318,17 +332,14 @@ class EngineScheduler:
         """One interval job per group (first run at `first_run`, default now) plus a counters job."""
         start = first_run or datetime.now(UTC)
         for group in self.groups:
-            seconds = group.interval.total_seconds()
+            self._add_group(group, start)
+        if self.reload is not None:
             self.scheduler.add_job(
-                self.run_group,
-                trigger=IntervalTrigger(seconds=seconds, jitter=self.jitter or None, timezone=UTC),
-                args=[group],
-                id=group.job_id,
-                name=f"{len(group.rules)} rule(s) every {seconds:g}s",
+                self.run_reload,
+                trigger=IntervalTrigger(seconds=self.reload_every, timezone=UTC),
+                id=RELOAD_JOB,
                 max_instances=1,
                 coalesce=True,
-                misfire_grace_time=max(1, int(seconds)),
-                next_run_time=start,
                 replace_existing=True,
             )
         if self.silence is not None:
@@ -349,6 +360,57 @@ class EngineScheduler:
             coalesce=True,
             replace_existing=True,
         )
+
+    def _add_group(self, group: RuleGroup, start: datetime) -> None:
+        seconds = group.interval.total_seconds()
+        self.scheduler.add_job(
+            self.run_group,
+            trigger=IntervalTrigger(seconds=seconds, jitter=self.jitter or None, timezone=UTC),
+            args=[group],
+            id=group.job_id,
+            name=f"{len(group.rules)} rule(s) every {seconds:g}s",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(seconds)),
+            next_run_time=start,
+            replace_existing=True,
+        )
+
+    def replace_rules(self, rules: Sequence[EngineRule]) -> dict[str, int]:
+        """Swap in a new rule set: jobs whose rules (ids, versions, errors) are unchanged keep their
+        schedule; changed and new groups are (re)added to run now; groups that are gone are removed.
+        Returns counts of rules added, removed and changed, for the log."""
+        from hcm_soc.detection.ruleset import group_signature, rule_changes
+
+        with self._jobs_lock:
+            groups = group_rules(rules)
+            before = {g.job_id: group_signature(g.interval, g.rules) for g in self.groups}
+            now = datetime.now(UTC)
+            for group in groups:
+                if before.get(group.job_id) != group_signature(group.interval, group.rules):
+                    self._add_group(group, now)
+            for job_id in before.keys() - {g.job_id for g in groups}:
+                if self.scheduler.get_job(job_id) is not None:
+                    self.scheduler.remove_job(job_id)
+            counts = rule_changes(self.rules, rules)
+            self.groups, self.rules = groups, list(rules)
+        return counts
+
+    def run_reload(self) -> dict[str, int] | None:
+        """The reload job: the new rule set when rule files or console rules changed, else nothing.
+        A failure (Elasticsearch away, a crash) keeps the current rules and is logged."""
+        if self.reload is None or self.stop_event.is_set():
+            return None
+        try:
+            rules = self.reload()
+            if rules is None:
+                return None
+            counts = self.replace_rules(rules)
+        except Exception:  # isolation boundary: a failed reload must never stop the running rules
+            log.exception("rule reload failed; the current rules keep running")
+            return None
+        log.info("rules reloaded", extra={**counts, "rules": len(self.rules), "jobs": len(self.groups)})
+        return counts
 
     def run_group(self, group: RuleGroup) -> list[RuleRun]:
         """The job: batch-evaluate, run each rule of the group in turn, back-fill now and then; stop
@@ -424,16 +486,18 @@ class EngineHandle:
 
 
 def load_engine_rules(
-    settings: Settings, names: IndexNames, paths: Sequence[Path] | None = None
+    settings: Settings,
+    names: IndexNames,
+    paths: Sequence[Path] | None = None,
+    *,
+    client: Elasticsearch | None = None,
 ) -> tuple[list[EngineRule], list[RuleProblem]]:
-    """Load, validate and compile the rules of `paths` (default settings.paths.rules)."""
-    from hcm_soc.detection.loader import load_rules
+    """Load, validate and compile the rules of `paths` (default settings.paths.rules); with `client`,
+    merged with the rules written in the web console (detection/ruleset.py). Console rules that
+    cannot be read are a problem, not a failure: the file rules still run."""
+    from hcm_soc.detection.ruleset import RuleSource
 
-    loaded = load_rules(list(paths if paths is not None else settings.paths.rules))
-    rules, problems = prepare_rules(
-        loaded.rules, names, default_interval=timedelta(seconds=settings.detection.interval)
-    )
-    return rules, [*loaded.problems, *problems]
+    return RuleSource(settings, names, client, paths).load()
 
 
 def make_lease(settings: Settings, es: Elasticsearch, names: IndexNames) -> EngineLease:
@@ -481,16 +545,27 @@ def start_engine(
     rules: Sequence[EngineRule] | None = None,
     now: Clock = utc_now,
     workers: int = 2,
+    paths: Sequence[Path] | None = None,
+    reload_every: float | None = None,
 ) -> EngineHandle:
     """Start the scheduled engine in the background; it runs until `stop_event` is set.
 
-    Rules come from settings.paths.rules unless given. Rules that cannot be loaded or compiled are
-    logged (and in `handle.problems`); the others run."""
+    Rules come from `paths` (default settings.paths.rules) plus the console rules unless `rules`
+    are given. The reload job runs when the engine loads its own rules or `paths` is given (with
+    explicit `rules` and no `paths`, the caller's set is kept as it is). Rules that cannot be
+    loaded or compiled are logged (and in `handle.problems`); the others run. `reload_every`
+    (seconds) overrides `detection.reload_every`."""
+    from hcm_soc.detection.ruleset import RuleSource
+
     problems: list[RuleProblem] = []
+    source = RuleSource(settings, names, es, paths) if rules is None or paths is not None else None
     if rules is None:
-        loaded, problems = load_engine_rules(settings, names)
+        assert source is not None
+        loaded, problems = source.load()
     else:
         loaded = list(rules)
+        if source is not None:
+            source.load()  # the fingerprint of what the caller loaded, so the first reload is a no-op
     for p in problems:
         log.warning("rule skipped", extra={"problem": str(p)})
     problems = [*problems, *lint_engine_rules(es, names, loaded)]
@@ -504,12 +579,11 @@ def start_engine(
     if settings.detection.silence_check:
         from hcm_soc.detection.silence import run_silence_check
 
-        detection_rules = [
-            r.compiled for r in loaded if r.compiled is not None and r.rule.kind == "detection"
-        ]
-
         def silence(at: datetime) -> int:
-            return run_silence_check(es, names, settings, at, rules=detection_rules)
+            # the current rule set: the reload job may have changed it since the start
+            current = sched.rules
+            detection = [r.compiled for r in current if r.compiled is not None and r.rule.kind == "detection"]
+            return run_silence_check(es, names, settings, at, rules=detection)
 
     sched = EngineScheduler(
         engine,
@@ -519,6 +593,8 @@ def start_engine(
         stop_event=stop_event,
         silence=silence,
         silence_every=settings.detection.silence_every,
+        reload=source.reload if source is not None else None,
+        reload_every=reload_every or float(getattr(settings.detection, "reload_every", DEFAULT_RELOAD_EVERY)),
     )
     sched.start()
 

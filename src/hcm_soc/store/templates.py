@@ -240,6 +240,8 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
     rules_mappings = own(
         extra_props={
             **{f: date for f in ("created", "updated")},
+            "id": kw,
+            "title": kw,
             "yaml": {"type": "text", "index": False},
             "enabled": {"type": "boolean"},
         }
