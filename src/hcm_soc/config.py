@@ -218,7 +218,8 @@ class DetectionSettings(_Group):
     lease_ttl: float = Field(default=30.0, gt=0)  # a lease not renewed for this long may be taken over
     lease_renew: float = Field(default=5.0, gt=0)  # the holder renews (a standby polls) this often
     engine_id: str | None = None  # this engine's name in the lease and the ledger (default host:pid)
-    reload_every: float = Field(default=30.0, gt=0)  # seconds between checks for changed rule files / console rules
+    # seconds between checks for changed rule files and console rules (the running engine reloads them)
+    reload_every: float = Field(default=30.0, gt=0)
     # the built-in silent-source check (see docs/detection-lint.md)
     silence_check: bool = True
     silence_every: float = Field(default=300.0, gt=0)  # seconds between checks

@@ -186,7 +186,7 @@ def _detect(
             f"rule folder(s) {', '.join(missing)} not found: run the demo from the repository root "
             "or set HCM_SOC_PATHS_RULES"
         )
-    rules, problems = load_engine_rules(settings, names)
+    rules, problems = load_engine_rules(settings, names, client=client)
     report.rules_loaded = sum(1 for r in rules if r.compiled is not None)
     report.rule_problems = [str(p) for p in problems]
     # the events were written a moment ago and the indices refreshed: a one-second margin is enough

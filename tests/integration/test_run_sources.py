@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -35,6 +37,7 @@ def test_run_serves_file_and_syslog_sources_until_sigterm(
         encoding="utf-8",
     )
     port = free_port()
+    web_port = free_port()
     defs = tmp_path / "collectors"
     defs.mkdir()
     (defs / "portal.yml").write_text(
@@ -56,6 +59,7 @@ def test_run_serves_file_and_syslog_sources_until_sigterm(
         HCM_SOC_PATHS_COLLECTORS=str(defs),
         HCM_SOC_LOCAL_ES_STATE_DIR=str(tmp_path / "state"),
         HCM_SOC_BULK_FLUSH_INTERVAL="0.2",
+        HCM_SOC_WEB_PORT=str(web_port),
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "hcm_soc.cli.main", "run", "--report-every", "1"],
@@ -84,6 +88,9 @@ def test_run_serves_file_and_syslog_sources_until_sigterm(
         assert _count(es, web_index) == 2
         assert _count(es, auth_index) >= 1
         assert proc.poll() is None, "hcm-soc run exited early"
+        # the console and API are served by the same process
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/api/health", timeout=10) as resp:
+            assert resp.status == 200 and json.loads(resp.read())["elasticsearch"]
     finally:
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=60)

@@ -77,6 +77,14 @@ def _serve(
                 f"response: {len(response.response.runner.playbooks)} playbook(s) -> {names.incidents}, "
                 f"notices via the outbox {names.notices}"
             )
+    web = None
+    if with_engine and app_ctx.settings.web.enabled:
+        from hcm_soc.web.app import create_app
+        from hcm_soc.web.server import WebServer
+
+        s = app_ctx.settings
+        web = WebServer(create_app(s, app_ctx.client()), s.web.host, s.web.port).start()
+        info(f"web console and API: {web.url}/ (users: `hcm-soc users add`)")
     runs = run_sources(
         definitions, writer, names, app_ctx.settings.state_dir, stop, progress=info, settings=app_ctx.settings
     )
@@ -97,6 +105,8 @@ def _serve(
             handle.join(timeout=30)
         if response is not None:
             response.join(timeout=30)
+        if web is not None:
+            web.stop()
         for r in runs:
             if r.thread is not None:
                 r.thread.join(timeout=10)
@@ -122,8 +132,8 @@ def run(
     report_every: float = typer.Option(30.0, help="seconds between counter log lines"),
     engine: bool = typer.Option(True, "--engine/--no-engine", help="run the detection engine beside them"),
 ) -> None:
-    """Run every enabled source in paths.collectors, the detection engine and the playbooks (incidents,
-    notices, escalations); broken definitions are reported and skipped."""
+    """Run every enabled source in paths.collectors, the detection engine, the playbooks (incidents,
+    notices, escalations) and the web console; broken definitions are reported and skipped."""
     from hcm_soc.collectors.definition import load_definitions
     from hcm_soc.parsers.registry import format_names
 

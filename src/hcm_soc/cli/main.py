@@ -26,6 +26,8 @@ from hcm_soc.cli import playbooks as playbooks_cmd
 from hcm_soc.cli import response as response_cmd
 from hcm_soc.cli import rules as rules_cmd
 from hcm_soc.cli import rules_health as _rules_health  # noqa: F401  (registers rules status|lint|silent-sources)
+from hcm_soc.cli import users as users_cmd
+from hcm_soc.cli import web as web_cmd
 from hcm_soc.cli.context import AppContext
 from hcm_soc.cli.coverage import coverage as coverage_cmd
 from hcm_soc.cli.demo import demo
@@ -56,6 +58,8 @@ app.add_typer(incidents_cmd.app, name="incidents")
 playbooks_cmd.app.command("run")(response_cmd.run_playbooks)
 app.add_typer(playbooks_cmd.app, name="playbooks")
 app.add_typer(response_cmd.notices_app, name="notices")
+app.command("web")(web_cmd.web)
+app.add_typer(users_cmd.app, name="users")
 
 _state = {"debug": False}
 

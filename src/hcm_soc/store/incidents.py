@@ -137,7 +137,7 @@ class IncidentStore:
         status: str | Sequence[str] | None = None,
         priority: str | Sequence[str] | None = None,
         assignee: str | None = None,
-        department: str | None = None,
+        department: str | Sequence[str] | None = None,
         sector: str | None = None,
         rule_id: str | None = None,
         query: str | None = None,

@@ -223,6 +223,7 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
     notice_mappings = own(
         extra_props={
             **{f: date for f in ("created", "updated", "next_attempt", "sent_at", "expires")},
+            **{f: kw for f in ("id", "incident_id", "status", "kind", "channel", "recipient", "step")},
             "attempts": count,
             "last_error": {"type": "text"},
             "context": {"type": "flattened"},

@@ -291,7 +291,7 @@ def test_elasticsearch_down_is_reported_not_swallowed() -> None:
 
     dead = make_client(load_settings(env={}), urls=[f"http://127.0.0.1:{free_port()}"])
     box = outbox(NoticeStore(dead, IndexNames(prefix="nowhere")), Clock(), [])
-    with pytest.raises(DependencyUnavailable, match="could not (search|refresh) .*notices"):
+    with pytest.raises(DependencyUnavailable, match=r"could not (search|refresh) .*notices"):
         box.deliver_due()
     with pytest.raises(DependencyUnavailable, match="could not queue notice"):
         box.enqueue(notice())
