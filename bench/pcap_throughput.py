@@ -2,7 +2,8 @@
 Elasticsearch, and peak memory with 1,000,000 distinct flows.
 
     .venv/bin/python bench/pcap_throughput.py [--packets 1000000] [--downloads 8] [--rounds 3]
-        [--cpu 0] [--cache DIR] [--es-url URL] [--es-packets N] [--skip-tshark] [--skip-es] [--json]
+        [--cpu 0] [--cache DIR] [--es-url URL] [--es-packets N] [--skip-tshark] [--skip-es]
+        [--skip-digest] [--json]
 
 Captures are generated once (raw bytes written with `struct`, no scapy object per
 packet, ~2 s per million) and cached under `--cache` (default /tmp/hcm-bench-pcap):
@@ -22,7 +23,8 @@ packet, ~2 s per million) and cached under `--cache` (default /tmp/hcm-bench-pca
 Measured, in this order:
 
   ours     `iter_pcap` -> `NetworkAnalyzer` (flows + DNS + HTTP + TLS) -> records into a
-           counting sink, the process pinned to core `--cpu`; `--rounds` runs, median.
+           counting sink, the process pinned to core `--cpu`; `--rounds` runs, median;
+           with the garbage collector set as `hcm-soc pcap` sets it (`fewer_collections`).
   stages   the same capture through `iter_pcap` alone, then `iter_pcap` -> `FlowTable`
            (flow records, no application analyzers), per CPU second: where the time goes.
   tshark   `tshark -r FILE -n -T fields -e ...` extracting the same fields (addresses,
@@ -32,6 +34,9 @@ Measured, in this order:
            (Debian/Ubuntu: `apt-get install -y tshark`).
            Both are reported per wall second and per CPU second (user + system time of
            the process): on a shared machine the CPU-second rates are the fair comparison.
+  digest   the SHA-256 of every record of the capture (``records_digest``): equal before
+           and after a change, or between the compiled and pure-Python forms, means the
+           records did not change.
   memory   the distinct-flow capture through the analyzer (flow table at the default
            cap, 200,000: 800,000 evictions) in a child process; its peak RSS.
   es       the first `--es-packets` packets of the dense capture through the whole
@@ -39,8 +44,9 @@ Measured, in this order:
            Elasticsearch at `--es-url`) under a fresh index prefix, in a child process;
            timed to the end of the writer's close; stored records counted; then removed.
 
-Goals (issue 4): ours >= 5x tshark's packets/s; peak RSS < 300 MB. The machine and
-the load average before and after are printed with the figures.
+Goals (issue 4): ours >= 5x tshark's packets/s; peak RSS < 300 MB. The machine, the
+load average before and after, and which form of the collector ran (compiled with
+Cython, or pure Python: `HCM_SOC_PURE_PYTHON=1` forces it) are printed with the figures.
 """
 
 from __future__ import annotations
@@ -302,6 +308,7 @@ def ensure(path: Path, make: Any, *args: Any) -> Path:
 def analyse(path: Path, max_flows: int | None = None) -> dict[str, Any]:
     """Decode + analyse one capture into a counting sink: packets, records, wall and CPU seconds."""
     from hcm_soc.collectors.network.analyzer import NetworkAnalyzer
+    from hcm_soc.collectors.network.capture import fewer_collections
     from hcm_soc.collectors.network.pcapfile import iter_pcap
     from hcm_soc.config import NetworkSettings
 
@@ -320,10 +327,11 @@ def analyse(path: Path, max_flows: int | None = None) -> dict[str, Any]:
     )
     t0, c0 = time.perf_counter(), time.process_time()
     packets = 0
-    for packet in iter_pcap(path, decoder=analyzer.decoder):
-        analyzer.add(packet)
-        packets += 1
-    analyzer.finish()
+    with fewer_collections():  # as `hcm-soc pcap` reads (capture.read_capture)
+        for packet in iter_pcap(path, decoder=analyzer.decoder):
+            analyzer.add(packet)
+            packets += 1
+        analyzer.finish()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {
         "packets": packets,
@@ -336,10 +344,53 @@ def analyse(path: Path, max_flows: int | None = None) -> dict[str, Any]:
     }
 
 
+def records_digest(path: Path) -> str:
+    """SHA-256 of every record of a capture, in order: ``[dataset, event, id key]`` as compact JSON
+    with sorted keys, one per line (no final newline). Equal digests before and after a change of
+    the analyzer (or between its compiled and pure-Python forms) mean identical records."""
+    import hashlib
+    import json
+
+    from hcm_soc.collectors.network.analyzer import NetworkAnalyzer
+    from hcm_soc.collectors.network.pcapfile import iter_pcap
+    from hcm_soc.config import NetworkSettings
+
+    s = NetworkSettings()
+    digest = hashlib.sha256()
+    separator = b""
+
+    def add(dataset: str, event: dict[str, Any], id_key: str | None) -> None:
+        nonlocal separator
+        digest.update(
+            separator + json.dumps([dataset, event, id_key], sort_keys=True, separators=(",", ":")).encode()
+        )
+        separator = b"\n"
+
+    analyzer = NetworkAnalyzer(
+        add,
+        internal_networks=s.internal_networks,
+        max_flows=s.max_flows,
+        active_timeout=s.active_timeout,
+        idle_timeout=s.idle_timeout,
+    )
+    for packet in iter_pcap(path, decoder=analyzer.decoder):
+        analyzer.add(packet)
+    analyzer.finish()
+    return digest.hexdigest()
+
+
+def implementation() -> str:
+    """Compiled (Cython) or pure-Python network collector, as loaded by this process."""
+    from hcm_soc.collectors.network import implementation as which
+
+    return which()
+
+
 def stages(path: Path) -> dict[str, float]:
     """Packets per CPU second of the first stages alone: reading + decoding into `Packet`s, and
     that + the flow table with its flow records (no application analyzers). With the full
     analyzer's rate this says where the time goes."""
+    from hcm_soc.collectors.network.capture import fewer_collections
     from hcm_soc.collectors.network.flows import FlowTable
     from hcm_soc.collectors.network.pcapfile import iter_pcap
     from hcm_soc.config import NetworkSettings
@@ -347,7 +398,8 @@ def stages(path: Path) -> dict[str, float]:
     s = NetworkSettings()
     out: dict[str, float] = {}
     c0 = time.process_time()
-    packets = sum(1 for _ in iter_pcap(path))
+    with fewer_collections():
+        packets = sum(1 for _ in iter_pcap(path))
     out["decode"] = packets / (time.process_time() - c0)
     records = 0
 
@@ -365,12 +417,13 @@ def stages(path: Path) -> dict[str, float]:
     add = table.add
     c0 = time.process_time()
     last = 0.0
-    for packet in iter_pcap(path):
-        if packet.ts - last >= 1.0:  # the analyzer's sweep interval
-            last = packet.ts
-            table.expire(packet.ts)
-        add(packet)
-    table.flush()
+    with fewer_collections():
+        for packet in iter_pcap(path):
+            if packet.ts - last >= 1.0:  # the analyzer's sweep interval
+                last = packet.ts
+                table.expire(packet.ts)
+            add(packet)
+        table.flush()
     out["decode_flows"] = packets / (time.process_time() - c0)
     return out
 
@@ -445,6 +498,7 @@ def child_es(path: Path, url: str, limit: int) -> dict[str, Any]:
     from itertools import islice
 
     from hcm_soc.collectors.network.analyzer import NetworkAnalyzer
+    from hcm_soc.collectors.network.capture import fewer_collections
     from hcm_soc.collectors.network.pcapfile import iter_pcap
     from hcm_soc.collectors.network.writer import NetworkRecordWriter
     from hcm_soc.config import NetworkSettings, load_settings
@@ -469,10 +523,11 @@ def child_es(path: Path, url: str, limit: int) -> dict[str, Any]:
         )
         t0, c0 = time.perf_counter(), time.process_time()
         packets = 0
-        for packet in islice(iter_pcap(path, decoder=analyzer.decoder), limit):
-            analyzer.add(packet)
-            packets += 1
-        analyzer.finish()
+        with fewer_collections():
+            for packet in islice(iter_pcap(path, decoder=analyzer.decoder), limit):
+                analyzer.add(packet)
+                packets += 1
+            analyzer.finish()
         writer.close()
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         stats = writer.stats()
@@ -499,7 +554,7 @@ def _load() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def measure_mix(path: Path, rounds: int, cpu: int, skip_tshark: bool) -> dict[str, Any]:
+def measure_mix(path: Path, rounds: int, cpu: int, skip_tshark: bool, digest: bool = True) -> dict[str, Any]:
     os.sched_setaffinity(0, {cpu})
     runs = []
     for i in range(rounds):
@@ -539,6 +594,9 @@ def measure_mix(path: Path, rounds: int, cpu: int, skip_tshark: bool) -> dict[st
             t["ratio_wall"] = out["packets_per_s_median"] / t["packets_per_s"]
             t["ratio_cpu"] = out["packets_per_cpu_s_median"] / t["packets_per_cpu_s"]
         out["tshark"] = t
+    if digest:
+        out["records_sha256"] = records_digest(path)
+        print(f"  records SHA-256 {out['records_sha256']}", file=sys.stderr)
     return out
 
 
@@ -559,6 +617,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-tshark", action="store_true")
     p.add_argument("--skip-es", action="store_true")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--skip-digest", action="store_true", help="skip the SHA-256 of all records (one more pass)"
+    )
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
@@ -571,6 +632,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     print(f"machine: {machine_line()}; load {_load()}", file=sys.stderr)
+    print(f"network collector: {implementation()}", file=sys.stderr)
     dense = ensure(a.cache / f"mixed-{a.packets}.pcap", write_mixed, a.packets)
     mixes = {"dense": dense}
     if a.downloads:
@@ -578,10 +640,15 @@ def main(argv: list[str] | None = None) -> int:
             a.cache / f"mixed-{a.packets}-dl{a.downloads}.pcap", write_mixed, a.packets, a.downloads
         )
     distinct = ensure(a.cache / f"distinct-{a.distinct_flows}.pcap", write_distinct, a.distinct_flows)
-    result: dict[str, Any] = {"machine": machine_info(), "load_at_start": _load(), "mixes": {}}
+    result: dict[str, Any] = {
+        "machine": machine_info(),
+        "implementation": implementation(),
+        "load_at_start": _load(),
+        "mixes": {},
+    }
     for name, path in mixes.items():
         print(f"mix {name}: {path}", file=sys.stderr)
-        result["mixes"][name] = measure_mix(path, a.rounds, a.cpu, a.skip_tshark)
+        result["mixes"][name] = measure_mix(path, a.rounds, a.cpu, a.skip_tshark, not a.skip_digest)
 
     mem = _child(["--child", "memory", str(distinct)])
     print(
@@ -606,9 +673,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
     print(f"machine       {machine_line()}")
+    print(f"collector     {result['implementation']}")
     print(f"load average  {result['load_at_start']} at start, {result['load_at_end']} at end (1/5/15 min)")
     for name, m in result["mixes"].items():
         print(f"mix {name}: {m['capture_mib']} MiB, {m['packets']:,} packets, records {m['records']}")
+        if "records_sha256" in m:
+            print(f"  records     SHA-256 {m['records_sha256']}")
         print(
             f"  ours        {m['packets_per_s_median']:,.0f} packets/s wall, "
             f"{m['packets_per_cpu_s_median']:,.0f} packets/CPU-s (median of {a.rounds})"

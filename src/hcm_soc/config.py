@@ -24,7 +24,14 @@ from hcm_soc.userfiles import check_timezone, key_lines
 ENV_PREFIX = "HCM_SOC_"
 #: Variables with our prefix that are not settings (read by tests, CI or the launcher).
 NON_SETTING_ENV = frozenset(
-    {"HCM_SOC_CONFIG", "HCM_SOC_TEST_ES_URL", "HCM_SOC_SIGMAHQ_DIR", "HCM_SOC_EVTX_DIR", "HCM_SOC_KEEP_NODE"}
+    {
+        "HCM_SOC_CONFIG",
+        "HCM_SOC_TEST_ES_URL",
+        "HCM_SOC_SIGMAHQ_DIR",
+        "HCM_SOC_EVTX_DIR",
+        "HCM_SOC_KEEP_NODE",
+        "HCM_SOC_PURE_PYTHON",
+    }
 )
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.]*$")

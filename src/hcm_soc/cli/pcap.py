@@ -74,6 +74,10 @@ def pcap(
     app_ctx: AppContext = ctx.obj
     settings = app_ctx.settings
     writer, names = open_writer(app_ctx)
+    if not json_out:
+        from hcm_soc.collectors.network import implementation
+
+        info(f"network collector: {implementation()}")
     sink = NetworkRecordWriter(writer, names, source=source)
     results: list[FileResult] = []
     t0 = time.perf_counter()

@@ -32,11 +32,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import cython
+
 from hcm_soc.collectors.network.community_id import community_id
 from hcm_soc.collectors.network.dns import DnsPairing, parse_dns
-from hcm_soc.collectors.network.flows import Flow, FlowTable
+from hcm_soc.collectors.network.flowrecord import Flow
+from hcm_soc.collectors.network.flows import FlowTable
 from hcm_soc.collectors.network.http import HttpTracker
-from hcm_soc.collectors.network.packets import FrameDecoder, Packet, iter_pcap
+from hcm_soc.collectors.network.packet import Packet
+from hcm_soc.collectors.network.packets import FrameDecoder, iter_pcap
 from hcm_soc.collectors.network.tcpstream import TcpStream
 from hcm_soc.collectors.network.tls import TlsTracker
 
@@ -53,6 +57,8 @@ _EXPIRE_EVERY = 1.0  # seconds of capture time between timeout sweeps
 _EMPTY: dict[str, Any] = {}  # read-only stand-in for a missing part of a record
 
 
+@cython.no_gc  # streams and buffers only, never its flow
+@cython.cclass
 class _Conn:
     """Analyzer state of one TCP connection that is being analysed (``Flow.ext``)."""
 

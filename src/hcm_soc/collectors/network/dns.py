@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import cython
+
 from hcm_soc.collectors.network.ecs import iso
 
 __all__ = [
@@ -65,34 +67,89 @@ class DnsFormatError(ValueError):
     """Internal: a message does not decode; callers of the public API never see it."""
 
 
-@dataclass(frozen=True, slots=True)
+# The decoded message. Plain classes with slots, read-only by convention (compiled, by type:
+# dns.pxd makes them C structs with read-only fields, built without a frozen dataclass's
+# per-field object.__setattr__, a third of the cost of decoding a small message).
+
+
+@cython.no_gc  # strings, numbers and tuples of these: no cycles
+@cython.cclass
 class DnsQuestion:
-    name: str
-    qtype: int
-    qclass: int
+    __slots__ = ("name", "qclass", "qtype")
+
+    def __init__(self, name: str, qtype: int, qclass: int) -> None:
+        self.name = name
+        self.qtype = qtype
+        self.qclass = qclass
+
+    def __repr__(self) -> str:
+        return f"DnsQuestion(name={self.name!r}, qtype={self.qtype}, qclass={self.qclass})"
 
 
-@dataclass(frozen=True, slots=True)
+@cython.no_gc
+@cython.cclass
 class DnsAnswer:
-    name: str
-    rtype: int
-    rclass: int
-    ttl: int
-    data: str | None  # decoded rdata, None for types we do not decode
-    raw_length: int
+    __slots__ = ("data", "name", "raw_length", "rclass", "rtype", "ttl")
+
+    def __init__(
+        self, name: str, rtype: int, rclass: int, ttl: int, data: str | None, raw_length: int
+    ) -> None:
+        self.name = name
+        self.rtype = rtype
+        self.rclass = rclass
+        self.ttl = ttl
+        self.data = data  # decoded rdata, None for types we do not decode
+        self.raw_length = raw_length
+
+    def __repr__(self) -> str:
+        return (
+            f"DnsAnswer(name={self.name!r}, rtype={self.rtype}, rclass={self.rclass}, ttl={self.ttl}, "
+            f"data={self.data!r}, raw_length={self.raw_length})"
+        )
 
 
-@dataclass(frozen=True, slots=True)
+@cython.no_gc
+@cython.cclass
 class DnsMessage:
-    id: int
-    is_response: bool
-    opcode: int
-    rcode: int
-    flags: tuple[str, ...]
-    questions: tuple[DnsQuestion, ...]
-    answers: tuple[DnsAnswer, ...]
-    authority_count: int = 0
-    additional_count: int = 0
+    __slots__ = (
+        "additional_count",
+        "answers",
+        "authority_count",
+        "flags",
+        "id",
+        "is_response",
+        "opcode",
+        "questions",
+        "rcode",
+    )
+
+    def __init__(
+        self,
+        id: int,
+        is_response: bool,
+        opcode: int,
+        rcode: int,
+        flags: tuple[str, ...],
+        questions: tuple[DnsQuestion, ...],
+        answers: tuple[DnsAnswer, ...],
+        authority_count: int = 0,
+        additional_count: int = 0,
+    ) -> None:
+        self.id = id
+        self.is_response = is_response
+        self.opcode = opcode
+        self.rcode = rcode
+        self.flags = flags
+        self.questions = questions
+        self.answers = answers
+        self.authority_count = authority_count
+        self.additional_count = additional_count
+
+    def __repr__(self) -> str:
+        return (
+            f"DnsMessage(id={self.id}, is_response={self.is_response}, opcode={self.opcode}, rcode={self.rcode}, "
+            f"questions={self.questions!r}, answers={self.answers!r})"
+        )
 
 
 def _read_name(buf: bytes, offset: int) -> tuple[str, int]:

@@ -1,10 +1,12 @@
-"""The ECS ``network.flow`` record of one flow, and the lookups it needs (names, directions).
+"""The state of one flow (:class:`Flow`) and its ECS ``network.flow`` record, with the lookups
+the record needs (names, directions).
 
-Responsible for turning a :class:`~.flows.Flow` into its record (ECS ``source.*``,
-``destination.*``, ``network.*``, ``event.*``, Zeek's ``conn_state``/``history``
-under ``zeek.connection``, our ``hcm.flow`` details), for the transport and
-port-to-protocol names, and for ``network.direction`` from the internal ranges.
-Kept apart from :mod:`flows` so the flow table holds only the per-packet logic.
+Responsible for the ``Flow`` object the flow table (:mod:`flows`) keeps per connection, for
+turning it into its record (ECS ``source.*``, ``destination.*``, ``network.*``, ``event.*``,
+Zeek's ``conn_state``/``history`` under ``zeek.connection``, our ``hcm.flow`` details), for
+the transport and port-to-protocol names, and for ``network.direction`` from the internal
+ranges. Kept apart from :mod:`flows` so the flow table holds only the per-packet logic;
+``Flow`` lives here so that both modules share its C type when compiled (``flowrecord.pxd``).
 
 A record is built once per flow (segment), so this is a hot path of record-heavy
 captures: every dict is written as one literal, the timestamps come from the
@@ -16,15 +18,16 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import cython
+
+from hcm_soc.collectors.network.community_id import icmp_ports
 from hcm_soc.collectors.network.ecs import iso_us
-from hcm_soc.collectors.network.tcpstream import STATE_DESCRIPTIONS, tcp_conn_state
+from hcm_soc.collectors.network.packet import Packet
+from hcm_soc.collectors.network.tcpstream import INACTIVE, STATE_DESCRIPTIONS, tcp_conn_state
 
-if TYPE_CHECKING:
-    from hcm_soc.collectors.network.flows import Flow
-
-__all__ = ["PORT_PROTOCOLS", "TRANSPORT_NAMES", "InternalRanges", "direction_of", "flow_record"]
+__all__ = ["PORT_PROTOCOLS", "TRANSPORT_NAMES", "Flow", "InternalRanges", "direction_of", "flow_record"]
 
 TRANSPORT_NAMES = {
     1: "icmp", 2: "igmp", 4: "ipip", 6: "tcp", 17: "udp", 41: "ipv6", 47: "gre", 50: "esp", 51: "ah",
@@ -54,6 +57,108 @@ _DIRECTIONS = {
 _aton = socket.inet_aton
 _ntoa = socket.inet_ntoa
 _NAMES = {proto: (name, str(proto)) for proto, name in TRANSPORT_NAMES.items()}
+
+
+@cython.no_gc  # references nothing that points back to it: the cyclic GC need not walk 200,000 flows
+@cython.cclass
+class Flow:
+    """State of one open flow. Plain slots: hundreds of thousands of these live at once."""
+
+    __slots__ = (
+        "cid",
+        "closed_at",
+        "conn_start",
+        "ext",
+        "first",
+        "from_orig",
+        "hist_mask",
+        "history",
+        "icmp_code",
+        "icmp_type",
+        "ip_version",
+        "key",
+        "last",
+        "obytes",
+        "ohw",
+        "oisn",
+        "opkts",
+        "opl",
+        "orig_ip",
+        "orig_low",
+        "orig_port",
+        "ostate",
+        "pos",
+        "proto",
+        "protocol",
+        "rbytes",
+        "resp_ip",
+        "resp_port",
+        "rhw",
+        "risn",
+        "rpkts",
+        "rpl",
+        "rstate",
+        "segment",
+        "vlan",
+    )
+
+    @cython.locals(p=Packet)
+    def __init__(
+        self,
+        key: tuple[Any, ...],
+        p: Packet,
+        flipped: bool,
+        sender_low: bool,
+    ) -> None:
+        self.key = key
+        self.proto = p.proto
+        self.ip_version = p.ip_version
+        if flipped:
+            self.orig_ip, self.orig_port, self.resp_ip, self.resp_port = (
+                p.dst_ip,
+                p.dst_port,
+                p.src_ip,
+                p.src_port,
+            )
+        else:
+            self.orig_ip, self.orig_port, self.resp_ip, self.resp_port = (
+                p.src_ip,
+                p.src_port,
+                p.dst_ip,
+                p.dst_port,
+            )
+        self.orig_low = sender_low != flipped
+        self.vlan = p.vlan
+        self.conn_start = self.first = self.last = self.pos = p.ts
+        self.opkts = self.obytes = self.rpkts = self.rbytes = 0
+        self.opl = self.rpl = 0  # TCP/UDP payload bytes per direction
+        self.ostate = self.rstate = INACTIVE
+        self.history = "^" if flipped and p.proto == 6 else ""
+        self.hist_mask = 0
+        self.ohw: int | None = None  # highest sequence number sent + 1, per direction
+        self.rhw: int | None = None
+        self.oisn: int | None = None  # initial sequence numbers, when the SYNs were seen
+        self.risn: int | None = None
+        self.icmp_type = p.icmp_type
+        if flipped and p.icmp_type is not None:  # first seen: a reply; the originator sent the request type
+            self.icmp_type = icmp_ports(p.proto, p.icmp_type, p.icmp_code or 0)[1]
+        self.icmp_code = p.icmp_code
+        self.segment = 0
+        self.closed_at: float | None = None
+        self.cid: str | None = None  # Community ID, computed once when first needed
+        self.protocol: str | None = None  # set by the protocol analyzers when they recognise one
+        self.ext: Any = None  # the analyzer's per-flow state (stream reassembly…)
+        self.from_orig = True
+
+    def conn_state(self) -> str:
+        """Zeek's conn_state from the two endpoint states (base/protocols/conn/main.zeek)."""
+        if self.proto == 6:
+            return tcp_conn_state(self.ostate, self.rstate, self.history, self.opl + self.rpl)
+        if self.proto == 17:
+            if self.opkts:
+                return "SF" if self.rpkts else "S0"
+            return "SHR" if self.rpkts else "OTH"
+        return "OTH"
 
 
 class InternalRanges:

@@ -32,8 +32,14 @@ from collections.abc import Callable
 from typing import Any
 
 from hcm_soc.collectors.network.community_id import community_id, icmp_ports
-from hcm_soc.collectors.network.flowrecord import PORT_PROTOCOLS, InternalRanges, direction_of, flow_record
-from hcm_soc.collectors.network.packets import Packet
+from hcm_soc.collectors.network.flowrecord import (
+    PORT_PROTOCOLS,
+    Flow,
+    InternalRanges,
+    direction_of,
+    flow_record,
+)
+from hcm_soc.collectors.network.packet import Packet
 from hcm_soc.collectors.network.tcpstream import (
     ACK,
     CLOSED,
@@ -44,10 +50,9 @@ from hcm_soc.collectors.network.tcpstream import (
     STATE_DESCRIPTIONS,
     SYN,
     next_states,
-    tcp_conn_state,
 )
 
-__all__ = ["STATE_DESCRIPTIONS", "Flow", "FlowTable", "direction_of"]  # direction_of: re-exported
+__all__ = ["STATE_DESCRIPTIONS", "FlowTable", "direction_of"]  # re-exported: STATE_DESCRIPTIONS, direction_of
 
 _M32 = 0xFFFFFFFF
 
@@ -94,103 +99,16 @@ def _is_service(port: int) -> bool:
     return 0 < port < 1024 or port in _SERVICE_PORTS
 
 
-class Flow:
-    """State of one open flow. Plain slots: hundreds of thousands of these live at once."""
+def _add_letter(flow: Flow, bit: int) -> None:
+    flow.hist_mask |= bit
+    flow.history += _CHAR_OF_BIT[bit]
 
-    __slots__ = (
-        "cid",
-        "closed_at",
-        "conn_start",
-        "ext",
-        "first",
-        "from_orig",
-        "hist_mask",
-        "history",
-        "icmp_code",
-        "icmp_type",
-        "ip_version",
-        "key",
-        "last",
-        "obytes",
-        "ohw",
-        "oisn",
-        "opkts",
-        "opl",
-        "orig_ip",
-        "orig_low",
-        "orig_port",
-        "ostate",
-        "pos",
-        "proto",
-        "protocol",
-        "rbytes",
-        "resp_ip",
-        "resp_port",
-        "rhw",
-        "risn",
-        "rpkts",
-        "rpl",
-        "rstate",
-        "segment",
-        "vlan",
-    )
 
-    def __init__(
-        self,
-        key: tuple[Any, ...],
-        p: Packet,
-        flipped: bool,
-        sender_low: bool,
-    ) -> None:
-        self.key = key
-        self.proto = p.proto
-        self.ip_version = p.ip_version
-        if flipped:
-            self.orig_ip, self.orig_port, self.resp_ip, self.resp_port = (
-                p.dst_ip,
-                p.dst_port,
-                p.src_ip,
-                p.src_port,
-            )
-        else:
-            self.orig_ip, self.orig_port, self.resp_ip, self.resp_port = (
-                p.src_ip,
-                p.src_port,
-                p.dst_ip,
-                p.dst_port,
-            )
-        self.orig_low = sender_low != flipped
-        self.vlan = p.vlan
-        self.conn_start = self.first = self.last = self.pos = p.ts
-        self.opkts = self.obytes = self.rpkts = self.rbytes = 0
-        self.opl = self.rpl = 0  # TCP/UDP payload bytes per direction
-        self.ostate = self.rstate = INACTIVE
-        self.history = "^" if flipped and p.proto == 6 else ""
-        self.hist_mask = 0
-        self.ohw: int | None = None  # highest sequence number sent + 1, per direction
-        self.rhw: int | None = None
-        self.oisn: int | None = None  # initial sequence numbers, when the SYNs were seen
-        self.risn: int | None = None
-        self.icmp_type = p.icmp_type
-        if flipped and p.icmp_type is not None:  # first seen: a reply; the originator sent the request type
-            self.icmp_type = icmp_ports(p.proto, p.icmp_type, p.icmp_code or 0)[1]
-        self.icmp_code = p.icmp_code
-        self.segment = 0
-        self.closed_at: float | None = None
-        self.cid: str | None = None  # Community ID, computed once when first needed
-        self.protocol: str | None = None  # set by the protocol analyzers when they recognise one
-        self.ext: Any = None  # the analyzer's per-flow state (stream reassembly…)
-        self.from_orig = True
-
-    def conn_state(self) -> str:
-        """Zeek's conn_state from the two endpoint states (base/protocols/conn/main.zeek)."""
-        if self.proto == 6:
-            return tcp_conn_state(self.ostate, self.rstate, self.history, self.opl + self.rpl)
-        if self.proto == 17:
-            if self.opkts:
-                return "SF" if self.rpkts else "S0"
-            return "SHR" if self.rpkts else "OTH"
-        return "OTH"
+def _letter(flow: Flow, letter: str, from_orig: bool) -> None:
+    bit = _BIT[letter] if from_orig else _BIT[letter] << 16
+    if not flow.hist_mask & bit:
+        flow.hist_mask |= bit
+        flow.history += letter if from_orig else letter.lower()
 
 
 class FlowTable:
@@ -300,9 +218,9 @@ class FlowTable:
                     else:  # nothing beyond what this side already sent: a retransmission
                         bit = _T
                     if not flow.hist_mask & bit:
-                        self._add_letter(flow, bit)
+                        _add_letter(flow, bit)
                 elif flags & ACK and not flow.hist_mask & _A:
-                    self._add_letter(flow, _A)
+                    _add_letter(flow, _A)
         else:
             flow.from_orig = False
             flow.rpkts += 1
@@ -321,9 +239,9 @@ class FlowTable:
                     else:
                         bit = _T << 16
                     if not flow.hist_mask & bit:
-                        self._add_letter(flow, bit)
+                        _add_letter(flow, bit)
                 elif flags & ACK and not flow.hist_mask & (_A << 16):
-                    self._add_letter(flow, _A << 16)
+                    _add_letter(flow, _A << 16)
         return flow
 
     @staticmethod
@@ -340,11 +258,6 @@ class FlowTable:
         if one_way or s < d or (s == d and sp <= dp):
             return (proto, s, sp, d, dp, p.vlan), True
         return (proto, d, dp, s, sp, p.vlan), False
-
-    @staticmethod
-    def _add_letter(flow: Flow, bit: int) -> None:
-        flow.hist_mask |= bit
-        flow.history += _CHAR_OF_BIT[bit]
 
     def _new(self, key: tuple[Any, ...], p: Packet, low: bool) -> Flow:
         flipped = False
@@ -389,26 +302,19 @@ class FlowTable:
             end = (seq + plen) & _M32
             if hw is None:
                 hw = end
-                self._letter(flow, "D", from_orig)
+                _letter(flow, "D", from_orig)
             else:
                 ahead = (end - hw) & _M32
                 if ahead == 0 or ahead & 0x80000000:  # nothing beyond what this side already sent
-                    self._letter(flow, "T", from_orig)
+                    _letter(flow, "T", from_orig)
                 else:
                     hw = end
-                    self._letter(flow, "D", from_orig)
+                    _letter(flow, "D", from_orig)
         if from_orig:
             flow.ohw = hw
         else:
             flow.rhw = hw
         self._state(flow, flags, plen, from_orig)
-
-    @staticmethod
-    def _letter(flow: Flow, letter: str, from_orig: bool) -> None:
-        bit = _BIT[letter] if from_orig else _BIT[letter] << 16
-        if not flow.hist_mask & bit:
-            flow.hist_mask |= bit
-            flow.history += letter if from_orig else letter.lower()
 
     def _state(self, flow: Flow, flags: int, plen: int, from_orig: bool) -> None:
         """Advance the endpoint states; a connection closed by FINs or a reset ends soon."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import socket
 import struct
 
+from hcm_soc.collectors.network.packet import Packet
 from hcm_soc.collectors.network.pcapfile import PcapError, iter_pcap
 
 __all__ = [
@@ -64,73 +65,6 @@ _U16 = struct.Struct("!H").unpack_from
 _U32 = struct.Struct("!I").unpack_from
 _TCP_SEQ = struct.Struct("!HHII").unpack_from
 _PORTS = struct.Struct("!HH").unpack_from
-
-
-class Packet:
-    """One decoded IP packet. Ports are 0 when the protocol has none; ``length`` is the IP
-    length on the wire (header + payload, the whole datagram for reassembled fragments);
-    ``payload`` is the TCP/UDP/SCTP payload as captured (empty for other protocols)."""
-
-    __slots__ = (
-        "ack",
-        "dst_ip",
-        "dst_port",
-        "fragmented",
-        "icmp_code",
-        "icmp_type",
-        "ip_version",
-        "length",
-        "payload",
-        "proto",
-        "seq",
-        "src_ip",
-        "src_port",
-        "tcp_flags",
-        "ts",
-        "vlan",
-    )
-
-    def __init__(
-        self,
-        ts: float,
-        ip_version: int,
-        src_ip: str,
-        dst_ip: str,
-        proto: int,
-        src_port: int = 0,
-        dst_port: int = 0,
-        tcp_flags: int = 0,
-        length: int = 0,
-        payload: bytes = b"",
-        vlan: int | None = None,
-        icmp_type: int | None = None,
-        icmp_code: int | None = None,
-        seq: int = 0,
-        ack: int = 0,
-        fragmented: bool = False,
-    ) -> None:
-        self.ts = ts
-        self.ip_version = ip_version
-        self.src_ip = src_ip
-        self.dst_ip = dst_ip
-        self.proto = proto
-        self.src_port = src_port
-        self.dst_port = dst_port
-        self.tcp_flags = tcp_flags
-        self.length = length
-        self.payload = payload
-        self.vlan = vlan
-        self.icmp_type = icmp_type
-        self.icmp_code = icmp_code
-        self.seq = seq
-        self.ack = ack
-        self.fragmented = fragmented
-
-    def __repr__(self) -> str:
-        return (
-            f"Packet(ts={self.ts}, {self.src_ip}:{self.src_port} -> {self.dst_ip}:{self.dst_port}, "
-            f"proto={self.proto}, flags=0x{self.tcp_flags:02x}, len={self.length}, payload={len(self.payload)})"
-        )
 
 
 class _Fragments:

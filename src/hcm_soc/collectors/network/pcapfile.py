@@ -21,10 +21,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import cython
+
+from hcm_soc.collectors.network.packet import Packet
 from hcm_soc.errors import HcmSocError
 
 if TYPE_CHECKING:
-    from hcm_soc.collectors.network.packets import FrameDecoder, Packet
+    from hcm_soc.collectors.network.packets import FrameDecoder
 
 __all__ = ["PcapError", "iter_pcap"]
 
@@ -33,6 +36,44 @@ _MAX_CHUNK = 1 << 20
 _MAX_RECORD = 1 << 18  # no link type we read has frames this large: a bigger length is corruption
 _TCP_SEQ = struct.Struct("!HHII").unpack_from
 _PORTS = struct.Struct("!HH").unpack_from
+
+
+@cython.cfunc
+@cython.inline
+@cython.locals(buf=bytes, pos=cython.Py_ssize_t, a=cython.ulong, b=cython.ulong)
+@cython.returns(cython.ulong)
+def _be16(buf: bytes, pos: int) -> int:
+    a = buf[pos]
+    b = buf[pos + 1]
+    return (a << 8) | b
+
+
+@cython.cfunc
+@cython.inline
+@cython.locals(
+    buf=bytes, pos=cython.Py_ssize_t, a=cython.ulong, b=cython.ulong, c=cython.ulong, d=cython.ulong
+)
+@cython.returns(cython.ulong)
+def _be32(buf: bytes, pos: int) -> int:
+    a = buf[pos]
+    b = buf[pos + 1]
+    c = buf[pos + 2]
+    d = buf[pos + 3]
+    return (a << 24) | (b << 16) | (c << 8) | d
+
+
+@cython.cfunc
+@cython.inline
+@cython.locals(
+    buf=bytes, pos=cython.Py_ssize_t, a=cython.ulong, b=cython.ulong, c=cython.ulong, d=cython.ulong
+)
+@cython.returns(cython.ulong)
+def _le32(buf: bytes, pos: int) -> int:
+    a = buf[pos]
+    b = buf[pos + 1]
+    c = buf[pos + 2]
+    d = buf[pos + 3]
+    return (d << 24) | (c << 16) | (b << 8) | a
 
 
 class PcapError(HcmSocError):
@@ -131,9 +172,35 @@ def iter_pcap(
         f.close()
 
 
+@cython.locals(
+    buf=bytes,
+    pos=cython.Py_ssize_t,
+    size=cython.Py_ssize_t,
+    start=cython.Py_ssize_t,
+    stop=cython.Py_ssize_t,
+    caplen=cython.Py_ssize_t,
+    ip=cython.Py_ssize_t,
+    l4=cython.Py_ssize_t,
+    l4_end=cython.Py_ssize_t,
+    ihl=cython.Py_ssize_t,
+    total=cython.Py_ssize_t,
+    doff=cython.Py_ssize_t,
+    b0=cython.int,
+    proto=cython.int,
+    number=cython.long,
+    sec=cython.ulong,
+    frac=cython.ulong,
+    sport=cython.long,
+    dport=cython.long,
+    seq=cython.ulong,
+    ack=cython.ulong,
+    little=cython.bint,
+    ts=cython.double,
+    resolution=cython.double,
+    ethernet=cython.bint,
+    made=Packet,
+)
 def _read_pcap(path: Path, c: _Chunks, decoder: FrameDecoder) -> Iterator[Packet]:
-    from hcm_soc.collectors.network.packets import Packet
-
     if not c.ensure(24):
         raise PcapError(path, "truncated pcap file header (24 bytes expected)")
     endian, resolution = _PCAP_MAGICS[c.buf[:4]]
@@ -141,6 +208,7 @@ def _read_pcap(path: Path, c: _Chunks, decoder: FrameDecoder) -> Iterator[Packet
     c.pos = 24
     rec = struct.Struct(endian + "IIII").unpack_from
     ethernet = linktype == _LINKTYPE_ETHERNET
+    little = endian == "<"
     slow = decoder._decode
     ips = decoder._ips
     ip_string = decoder._ip_string
@@ -154,7 +222,17 @@ def _read_pcap(path: Path, c: _Chunks, decoder: FrameDecoder) -> Iterator[Packet
         pos = c.pos
         size = len(buf)
         while size - pos >= 16:
-            sec, frac, caplen, _wirelen = rec(buf, pos)
+            if cython.compiled:  # byte reads are a few C instructions; struct builds a tuple
+                if little:
+                    sec = _le32(buf, pos)
+                    frac = _le32(buf, pos + 4)
+                    caplen = _le32(buf, pos + 8)
+                else:
+                    sec = _be32(buf, pos)
+                    frac = _be32(buf, pos + 4)
+                    caplen = _be32(buf, pos + 8)
+            else:
+                sec, frac, caplen, _wirelen = rec(buf, pos)
             start = pos + 16
             stop = start + caplen
             if stop > size or caplen > _MAX_RECORD:
@@ -186,18 +264,57 @@ def _read_pcap(path: Path, c: _Chunks, decoder: FrameDecoder) -> Iterator[Packet
                             if proto == 6 and l4_end - l4 >= 20:
                                 doff = (buf[l4 + 12] >> 4) << 2
                                 if doff >= 20:
-                                    sport, dport, seq, ack = _TCP_SEQ(buf, l4)
-                                    yield Packet(
-                                        ts, 4, src, dst, 6, sport, dport, buf[l4 + 13], total,
-                                        buf[l4 + doff : l4_end], None, None, None, seq, ack, False,
-                                    )  # fmt: skip
+                                    if cython.compiled:
+                                        sport = _be16(buf, l4)
+                                        dport = _be16(buf, l4 + 2)
+                                        seq = _be32(buf, l4 + 4)
+                                        ack = _be32(buf, l4 + 8)
+                                    else:
+                                        sport, dport, seq, ack = _TCP_SEQ(buf, l4)
+                                    if cython.compiled:  # the struct filled in place: no argument tuple
+                                        made = Packet.__new__(Packet)
+                                        made.ts = ts
+                                        made.ip_version = 4
+                                        made.src_ip = src
+                                        made.dst_ip = dst
+                                        made.proto = 6
+                                        made.src_port = sport
+                                        made.dst_port = dport
+                                        made.tcp_flags = buf[l4 + 13]
+                                        made.length = total
+                                        made.payload = buf[l4 + doff : l4_end]
+                                        made.seq = seq
+                                        made.ack = ack
+                                        yield made
+                                    else:
+                                        yield Packet(
+                                            ts, 4, src, dst, 6, sport, dport, buf[l4 + 13], total,
+                                            buf[l4 + doff : l4_end], None, None, None, seq, ack, False,
+                                        )  # fmt: skip
                                     continue
                             elif proto == 17 and l4_end - l4 >= 8:
-                                sport, dport = _PORTS(buf, l4)
-                                yield Packet(
-                                    ts, 4, src, dst, 17, sport, dport, 0, total, buf[l4 + 8 : l4_end],
-                                    None, None, None, 0, 0, False,
-                                )  # fmt: skip
+                                if cython.compiled:
+                                    sport = _be16(buf, l4)
+                                    dport = _be16(buf, l4 + 2)
+                                else:
+                                    sport, dport = _PORTS(buf, l4)
+                                if cython.compiled:
+                                    made = Packet.__new__(Packet)
+                                    made.ts = ts
+                                    made.ip_version = 4
+                                    made.src_ip = src
+                                    made.dst_ip = dst
+                                    made.proto = 17
+                                    made.src_port = sport
+                                    made.dst_port = dport
+                                    made.length = total
+                                    made.payload = buf[l4 + 8 : l4_end]
+                                    yield made
+                                else:
+                                    yield Packet(
+                                        ts, 4, src, dst, 17, sport, dport, 0, total, buf[l4 + 8 : l4_end],
+                                        None, None, None, 0, 0, False,
+                                    )  # fmt: skip
                                 continue
             p = slow(linktype, ts, buf, start, stop)
             if p is not None:

@@ -21,6 +21,8 @@ end and delivers what waited. Counters: ``retransmitted``, ``out_of_order``,
 
 from __future__ import annotations
 
+import cython
+
 __all__ = ["STATE_DESCRIPTIONS", "TcpStream", "next_states", "tcp_conn_state"]
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
@@ -126,6 +128,8 @@ def _delta(a: int, b: int) -> int:
     return d - 0x100000000 if d & _HALF else d
 
 
+@cython.no_gc  # holds bytes only
+@cython.cclass
 class TcpStream:
     """Reassembly state of one direction of one connection."""
 

@@ -176,7 +176,9 @@ def _records(payload: bytes) -> tuple[list[tuple[int, bytes]], int]:
     out = []
     pos = 0
     while pos + 5 <= len(payload):
-        ctype, major, length = payload[pos], payload[pos + 1], struct.unpack_from("!H", payload, pos + 3)[0]
+        ctype = payload[pos]
+        major = payload[pos + 1]
+        length = (payload[pos + 3] << 8) | payload[pos + 4]
         if ctype not in (20, 21, 22, 23, 24) or major != 3 or length > 18432:
             raise _Malformed("not a TLS record")
         if pos + 5 + length > len(payload):
@@ -191,7 +193,7 @@ def _handshakes(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
     pos = 0
     while pos + 4 <= len(data):
         mtype = data[pos]
-        length = int.from_bytes(data[pos + 1 : pos + 4], "big")
+        length = (data[pos + 1] << 16) | (data[pos + 2] << 8) | data[pos + 3]
         if pos + 4 + length > len(data):
             break
         out.append((mtype, data[pos + 4 : pos + 4 + length]))

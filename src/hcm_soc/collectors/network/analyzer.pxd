@@ -1,0 +1,43 @@
+# Compiled form of analyzer.py (Cython's pure-Python mode): the per-packet dispatch in C.
+cimport cython
+
+from hcm_soc.collectors.network.flowrecord cimport Flow
+from hcm_soc.collectors.network.flows cimport FlowTable
+from hcm_soc.collectors.network.packet cimport Packet
+from hcm_soc.collectors.network.tcpstream cimport TcpStream
+
+
+cdef class _Conn:
+    cdef public str app
+    cdef public bint client_is_orig
+    cdef public tuple endpoints
+    cdef public TcpStream to_server
+    cdef public TcpStream to_client
+    cdef public long records
+    cdef public int done
+    cdef public object dns_buf
+
+
+cdef class NetworkAnalyzer:
+    cdef public object _emit
+    cdef public object decoder
+    cdef public FlowTable flows
+    cdef public object dns
+    cdef public object http
+    cdef public object tls
+    cdef public long long packets
+    cdef public long long bytes
+    cdef public object _current
+    cdef public double _last_expire
+    cdef public dict _tcp_counters
+
+    @cython.locals(flow=Flow, proto=int, ext=object)
+    cpdef add(self, Packet p)
+    @cython.locals(conn=_Conn, chunks=list, client_isn=object, server_isn=object)
+    cdef _tcp(self, Flow flow, Packet p, object ext)
+    @cython.locals(more=bint, chunk=bytes)
+    cdef _deliver(self, Flow flow, _Conn conn, double ts, bint from_client, list chunks)
+    @cython.locals(conn=_Conn, stream=TcpStream, rest=list)
+    cpdef _flow_end(self, Flow flow, bint final)
+    @cython.locals(network=dict, src=dict, dst=dict, proto=int, flow=Flow, conn=object, dns=dict, question=dict)
+    cpdef str _decorate(self, str dataset, dict event)

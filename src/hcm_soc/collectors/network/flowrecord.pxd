@@ -1,0 +1,47 @@
+# Compiled form of flowrecord.py (Cython's pure-Python mode): the flow's fields get C types.
+cimport cython
+
+from hcm_soc.collectors.network.packet cimport Packet
+
+
+cdef class Flow:
+    cdef public tuple key
+    cdef public int proto
+    cdef public int ip_version
+    cdef public str orig_ip
+    cdef public str resp_ip
+    cdef public long orig_port
+    cdef public long resp_port
+    cdef public bint orig_low
+    cdef public bint from_orig
+    cdef public object vlan
+    cdef public double conn_start
+    cdef public double first
+    cdef public double last
+    cdef public double pos
+    cdef public long long opkts
+    cdef public long long obytes
+    cdef public long long rpkts
+    cdef public long long rbytes
+    cdef public long long opl
+    cdef public long long rpl
+    cdef public int ostate
+    cdef public int rstate
+    cdef public str history
+    cdef public long hist_mask
+    cdef public object ohw
+    cdef public object rhw
+    cdef public object oisn
+    cdef public object risn
+    cdef public object icmp_type
+    cdef public object icmp_code
+    cdef public long segment
+    cdef public object closed_at
+    cdef public object cid
+    cdef public object protocol
+    cdef public object ext
+
+
+@cython.locals(proto=int, opkts=cython.longlong, rpkts=cython.longlong, obytes=cython.longlong,
+               rbytes=cython.longlong, first=double, last=double)
+cpdef dict flow_record(Flow flow, str reason, bint final, str cid, str direction)

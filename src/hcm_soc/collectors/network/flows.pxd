@@ -1,0 +1,42 @@
+# Compiled form of flows.py (Cython's pure-Python mode): the flow table's per-packet path in C.
+cimport cython
+
+from hcm_soc.collectors.network.flowrecord cimport Flow
+from hcm_soc.collectors.network.packet cimport Packet
+
+cdef long _A, _D, _T, _M32
+
+
+cdef _add_letter(Flow flow, long bit)
+cdef _letter(Flow flow, str letter, bint from_orig)
+
+
+cdef class FlowTable:
+    cdef public object on_emit
+    cdef public object on_end
+    cdef public long max_flows
+    cdef public double active_timeout
+    cdef public double idle_timeout
+    cdef public double closed_timeout
+    cdef public object internal
+    cdef public object _flows
+    cdef public object _closing
+    cdef public double now
+    cdef public long emitted
+    cdef public long evicted
+    cdef public long segments
+    cdef public long created
+
+    @cython.locals(ts=double, proto=int, sp=long, dp=long, low=bint, plen=Py_ssize_t, flags=long,
+                   end=long, bit=long, flow=Flow, key=tuple)
+    cpdef Flow add(self, Packet p)
+    @cython.locals(flipped=bint, proto=int, flags=long, flow=Flow)
+    cdef Flow _new(self, tuple key, Packet p, bint low)
+    @cython.locals(flags=long, plen=Py_ssize_t, bit=long, seq=long, end=long, ahead=long)
+    cdef _tcp(self, Flow flow, Packet p, bint from_orig)
+    @cython.locals(e=int, peer=int)
+    cdef _state(self, Flow flow, long flags, Py_ssize_t plen, bint from_orig)
+    @cython.locals(flow=Flow)
+    cdef _evict(self)
+    cdef _segment(self, Flow flow, double ts)
+    cpdef _end(self, Flow flow, str reason, bint final)

@@ -1,0 +1,26 @@
+# Compiled form of tcpstream.py (Cython's pure-Python mode): the state machine and the in-order
+# path of reassembly in C.
+cimport cython
+
+cdef long _M32, _HALF
+
+
+cpdef tuple next_states(int e, int peer, long flags, long plen, bint from_orig, int orig_state)
+
+
+@cython.locals(d=long)
+cpdef long _delta(long a, long b)
+
+
+cdef class TcpStream:
+    cdef public long max_buffer
+    cdef public object next_seq
+    cdef public object _pending
+    cdef public long _pending_bytes
+    cdef public long retransmitted
+    cdef public long out_of_order
+    cdef public long gaps
+    cdef public long missed_bytes
+
+    @cython.locals(ahead=long, held=bytes, out=list)
+    cpdef list segment(self, long seq, long flags, bytes payload)
