@@ -119,6 +119,16 @@ def _role_filter(ctx: jinja2.runtime.Context, value: str | None) -> str:
 
 
 @jinja2.pass_context
+def _sector_filter(ctx: jinja2.runtime.Context, value: str | None) -> str:
+    """The sector's name in the page's language; an id the catalogue does not know stays as it is."""
+    if not value:
+        return "—"
+    key = f"sector.{value}"
+    label = t(key, ctx.get("lang") or DEFAULT_LANG)
+    return value if label == key else label
+
+
+@jinja2.pass_context
 def _overdue_test(ctx: jinja2.runtime.Context, incident: Incident) -> bool:
     return is_overdue(incident, ctx.get("now") or datetime.now(UTC))
 
@@ -137,6 +147,7 @@ def _environment() -> jinja2.Environment:
     env.filters["priority_label"] = _priority_filter
     env.filters["status_label"] = _status_filter
     env.filters["role_label"] = _role_filter
+    env.filters["sector_label"] = _sector_filter
     env.tests["overdue"] = _overdue_test
     env.globals["sla_due"] = sla_due
     return env
