@@ -10,7 +10,13 @@ order, keys, `examined`, `truncated`), in two phases:
    it a `terms` aggregation on `_index` (which backing indices hold those events). All clusters
    go out in one `_msearch`. This costs term and range look-ups only, no rule query. A rule
    whose window holds no event of its log source cannot match: it is done.
-2. **Hits** — the other rules of a cluster are searched together, `RULES_PER_PAGE` per search,
+2. **Count** — the other rules of a cluster are counted together, `RULES_PER_PAGE` per search,
+   only on the indices that hold their events: one size-0 search of the cluster's scope and
+   window with a `filters` aggregation whose buckets are the rules' queries (one bucket per
+   item). A rule with no event in its bucket cannot match: it is done. In a SigmaHQ cycle
+   nearly every rule ends here, so each rule query is built once, in a count, and only the few
+   rules that match are searched for hits (docs/detection-cost.md).
+3. **Hits** — the rules left of a cluster are searched together, `RULES_PER_PAGE` per search,
    only on the indices that hold their events: one search whose `should` clauses are the rules'
    queries, each named by its item (`_name`), sorted like the matcher (event.ingested, _index,
    _seq_no); each hit's `matched_queries` says which rules it belongs to. Pages continue with
@@ -177,6 +183,7 @@ def evaluate_batch_outcomes(
     clusters = plan_clusters(batchable)
     _examine(es, clusters)
     pagers: list[_Pager] = []
+    counters: list[_Pager] = []
     for c in clusters:
         by_targets: dict[tuple[str, ...], list[_Entry]] = {}
         for e in c.entries:
@@ -185,7 +192,11 @@ def evaluate_batch_outcomes(
             else:
                 e.done = True
         for targets, members in by_targets.items():
-            pagers += [_Pager(c, targets, part) for part in _chunks(members, RULES_PER_PAGE)]
+            counters += [_Pager(c, targets, part) for part in _chunks(members, RULES_PER_PAGE)]
+    _count(es, counters)
+    for counter in counters:
+        left = counter.pending  # the rules that have events: their hits
+        pagers += [_Pager(counter.cluster, counter.targets, part) for part in _chunks(left, RULES_PER_PAGE)]
     _page(es, pagers, limit)
     for e in batchable:
         if e.error is not None:
@@ -266,6 +277,19 @@ def examine_body(cluster: _Cluster) -> dict[str, Any]:
     }
 
 
+def count_body(pager: _Pager) -> dict[str, Any]:
+    """How many events each pending entry of `pager` matches: a `filters` bucket per entry."""
+    pending = pager.pending
+    windows = sorted({e.window for e in pending}, key=lambda w: (w.start, w.end))
+    shared = len(windows) == 1
+    return {
+        "size": 0,
+        "track_total_hits": False,
+        "query": {"bool": {"filter": _top_filter(pager.cluster.scope, windows)}},
+        "aggs": {"rules": {"filters": {"filters": {str(e.pos): _rule_clause(e, shared) for e in pending}}}},
+    }
+
+
 def page_body(pager: _Pager) -> dict[str, Any]:
     """One page of the hits of the pending entries of `pager`, each clause named by its entry."""
     pending = pager.pending
@@ -314,6 +338,35 @@ def _examine(es: Elasticsearch, clusters: list[_Cluster]) -> None:
                 if e.window == w:
                     e.examined = int(bucket.get("doc_count", 0))
                     e.targets = targets
+
+
+def _count(es: Elasticsearch, counters: list[_Pager]) -> None:
+    """Mark done every pending entry whose rule matches no event (one `_msearch` per round; a
+    refused search is cut in halves like a page, a rule refused alone gets the error)."""
+    active = [p for p in counters if p.pending]
+    while active:
+        following: list[_Pager] = []
+        bodies = [(p.targets, count_body(p)) for p in active]
+        for pager, resp in zip(active, _msearch(es, bodies), strict=True):
+            problem = _problem(resp)
+            pending = pager.pending
+            if problem is not None:
+                if len(pending) > 1:
+                    half = len(pending) // 2
+                    following += [
+                        _Pager(pager.cluster, pager.targets, pending[:half]),
+                        _Pager(pager.cluster, pager.targets, pending[half:]),
+                    ]
+                    continue
+                for e in pending:
+                    e.error = BatchSearchError([x.compiled.rule.id for x in pending], problem)
+                continue
+            buckets = resp.get("aggregations", {}).get("rules", {}).get("buckets", {})
+            for e in pending:
+                bucket = buckets.get(str(e.pos))
+                if bucket is not None and int(bucket.get("doc_count", 0)) == 0:
+                    e.done = True  # no event: an empty result, as find_matches would return
+        active = following
 
 
 def _page(es: Elasticsearch, pagers: list[_Pager], limit: int) -> None:

@@ -4,6 +4,10 @@ Lucene's regex engine matches the whole value and knows no `\\d`, `\\w`, `\\s`, 
 anchors; `@ # & < > ~ "` are operators there. `lucene_regex` rewrites what has an exact Lucene
 equivalent (see docs/detection.md, "Regular expressions") and raises `UnsupportedRegex` for the
 rest (word boundaries, look-arounds, back-references, possessive quantifiers, inner anchors).
+
+`union_regexes` turns a list of Sigma wildcard values into a few regexes that match the same
+strings: the detection pipeline uses it so that Elasticsearch walks a field's terms once for a
+long `contains` list instead of once per value (docs/detection-cost.md).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from sigma.types import SigmaRegularExpressionFlag
+from sigma.types import SigmaRegularExpressionFlag, SigmaString, SpecialChars
 
 
 class UnsupportedRegex(ValueError):
@@ -144,6 +148,8 @@ def _body(p: str, ic: bool, dotall: bool) -> str:
             out.append("(")
             continue
         if c in ")|":
+            if out and out[-1] in ("(", "|"):
+                out.append("()")  # an empty alternative: Lucene refuses `(a|)`, takes `(a|())`
             out.append(c)
         elif c == ".":
             out.append("." if dotall else "[^\n]")
@@ -242,3 +248,86 @@ def _escaped_at(s: str, i: int) -> bool:
     while i - 1 - n >= 0 and s[i - 1 - n] == "\\":
         n += 1
     return n % 2 == 1
+
+
+# -- many Sigma values as few Lucene regexes ------------------------------------------------------
+
+#: longest regex text we build, in UTF-16 code units as Java counts them (an emoji is two):
+#: Elasticsearch refuses longer than `index.max_regex_length` (1000), escapes included
+MAX_UNION_LENGTH = 800
+
+
+def _java_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _value_parts(value: SigmaString) -> tuple[bool, str, bool] | None:
+    """(leading `*`, the Lucene regex of the rest, trailing `*`) of a Sigma string matched whole;
+    None when it holds something other than text and wildcards (placeholders)."""
+    parts = list(value.s)
+    lead = trail = False
+    while parts and parts[0] == SpecialChars.WILDCARD_MULTI:  # `**` is `*`
+        parts, lead = parts[1:], True
+    while parts and parts[-1] == SpecialChars.WILDCARD_MULTI:
+        parts, trail = parts[:-1], True
+    out: list[str] = []
+    for part in parts:
+        if isinstance(part, str):
+            out.extend(_lit(ch, False) for ch in part)
+        elif part == SpecialChars.WILDCARD_MULTI:
+            out.append(".*")
+        elif part == SpecialChars.WILDCARD_SINGLE:
+            out.append(".")
+        else:
+            return None
+    return lead, "".join(out), trail
+
+
+def inner_star(value: SigmaString) -> bool:
+    """Whether `value` has a `*` between other parts (`a*b`): unions of such values determinize
+    into automata too large for Elasticsearch (TooComplexToDeterminize), so they stay apart."""
+    parts = list(value.s)
+    while parts and parts[0] == SpecialChars.WILDCARD_MULTI:
+        parts = parts[1:]
+    while parts and parts[-1] == SpecialChars.WILDCARD_MULTI:
+        parts = parts[:-1]
+    return SpecialChars.WILDCARD_MULTI in parts
+
+
+def union_regexes(values: Iterable[SigmaString], max_length: int = MAX_UNION_LENGTH) -> list[str] | None:
+    """Lucene regexes that together match exactly the strings matched by any of `values`
+    (Sigma strings with `*`/`?` wildcards, matched whole as a keyword field matches them).
+
+    Values with the same leading/trailing `*` share one regex, `.*(v1|v2|…).*` for `contains`,
+    so Elasticsearch builds one automaton and walks a field's terms once instead of once per
+    value; a group is split where its regex would pass `max_length`. Every character other than
+    letters, digits and non-ASCII ones is escaped (`/` is left to the backend, which escapes it
+    in the query text). None when a value has something other than text and wildcards, or is
+    too long for a regex by itself."""
+    groups: dict[tuple[bool, bool], list[str]] = {}
+    for value in values:
+        parsed = _value_parts(value)
+        if parsed is None:
+            return None
+        lead, body, trail = parsed
+        bodies = groups.setdefault((lead, trail), [])
+        if body not in bodies:
+            bodies.append(body)
+    out: list[str] = []
+    for (lead, trail), bodies in groups.items():
+        head, tail = (".*" if lead else ""), (".*" if trail else "")
+        chunk: list[str] = []
+        size = len(head + tail) + 2  # the parentheses
+        for body in bodies:
+            # "/" gets a backslash in the query text: count it
+            cost = _java_length(body) + body.count("/") + 1
+            if chunk and size + cost > max_length:
+                out.append(f"{head}({'|'.join(chunk)}){tail}")
+                chunk, size = [], len(head + tail) + 2
+            if size + cost > max_length:
+                return None  # one value alone is too long for a regex: keep the wildcards
+            chunk.append(body)
+            size += cost
+        if chunk:
+            out.append(f"{head}({'|'.join(chunk)}){tail}")
+    return out

@@ -13,7 +13,15 @@ One transformation (`HcmSocTransformation`) does, per rule:
    become CIDR ranges; field references and regexes Lucene cannot express raise
    `ResidualCondition` (sigma-cli stops there; `RuleCompiler` then runs the pipeline again with
    `keep_residual=True` and the matcher checks the rule in Python on its log source's events);
-4. AND the log-source condition in front of the rule's condition, so that the rule only ever
+4. make costly value lists cheap for Elasticsearch, matching the same events
+   (docs/detection-cost.md): a Sysmon `Hashes|contains: 'MD5=<full hash>'` becomes an exact
+   term on the `algo=<hex>` tokens the EVTX parser writes (`hcm.hashes`, `hcm.hash`); an
+   `Image|endswith: '\\x.exe'` gets the exact term `process.name: x.exe` in front (implied by
+   it, and Lucene skips the wildcard on segments where the name does not occur); an OR list
+   of `MIN_UNION` or more wildcard values on one field (or of keywords, on each of the data
+   source's keyword fields) becomes a few Lucene regexes (`lucene_regex.union_regexes`), one
+   automaton and one walk of the field's terms instead of one per value;
+5. AND the log-source condition in front of the rule's condition, so that the rule only ever
    matches events of its own log source and the Lucene text shows it.
 
 The output depends on nothing but the rule: `sigma convert -t lucene -p hcm_soc RULE` (the
@@ -30,7 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sigma.conditions import ConditionOR
+from sigma.conditions import ConditionAND, ConditionOR
 from sigma.exceptions import SigmaTransformationError
 from sigma.modifiers import (
     SigmaBase64Modifier,
@@ -58,14 +66,29 @@ from sigma.types import (
     SpecialChars,
 )
 
-from hcm_soc.detection.fieldmaps.sources import DataSource, find_source
-from hcm_soc.detection.lucene_regex import UnsupportedRegex, lucene_regex
+from hcm_soc.detection.fieldmaps.sources import DataSource, find_source, keyword_fields
+from hcm_soc.detection.lucene_regex import UnsupportedRegex, inner_star, lucene_regex, union_regexes
 
 PIPELINE_NAME = "hcm_soc"
 LOGSOURCE_DETECTION = "_hcm_logsource"
 CASELESS = ".caseless"
 #: fields searched by keyword (field-less) detections: every lower-cased string sub-field
 KEYWORD_FIELDS = ("*.caseless",)
+#: Sysmon hash items (as queried) -> the field of their `algo=<hex>` tokens (parsers.evtx.hash_tokens)
+HASH_TOKEN_FIELDS = {
+    "winlog.event_data.Hashes" + CASELESS: "hcm.hashes",
+    "winlog.event_data.Hash" + CASELESS: "hcm.hash",
+}
+#: executable fields -> the name field the parser fills with the same item's basename
+#: (parsers.winlog_fields `_exe`); an `endswith '\\x.exe'` on the first implies name == x.exe
+NAME_GUARDS = {
+    "process.executable" + CASELESS: "process.name" + CASELESS,
+    "process.parent.executable" + CASELESS: "process.parent.name" + CASELESS,
+}
+#: hex digits per algorithm (as in parsers.evtx.HASH_LENGTHS)
+HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64, "sha384": 96, "sha512": 128, "imphash": 32}
+#: an OR list with at least this many wildcard values (or keywords) is searched as regexes
+MIN_UNION = 3
 
 
 class ResidualCondition(SigmaTransformationError):
@@ -270,6 +293,9 @@ def _convert_values(item: SigmaDetectionItem, fname: str | None, keep_residual: 
                         "or '10.1.*' (or |cidr) can match an IP field"
                     )
                 out.append(cidr)
+            elif kind == "ip" and not _is_ip(str(v)):
+                # Windows writes '-' for "no address": the parser keeps it in event_data only
+                raise _TypeMismatch(f"value '{v}' on IP field {fname}: not an IP address")
             else:
                 out.append(v)
                 caseless |= kind == "string" and not force_cased
@@ -279,6 +305,14 @@ def _convert_values(item: SigmaDetectionItem, fname: str | None, keep_residual: 
         out = [_lower(v) for v in out]
         return _Item(fname + CASELESS, out)
     return _Item(fname, out)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _plain(v: SigmaString) -> SigmaString:
@@ -363,14 +397,20 @@ class HcmSocTransformation(PreprocessingTransformation):
                 subs: list[SigmaDetectionItem | SigmaDetection] = []
                 for name in names:
                     sub = SigmaDetectionItem(name, list(item.modifiers), list(item.value), item.value_linking)
-                    subs.append(self._item(sub, name, raw))
+                    subs.append(self._item(sub, name, raw, source))
                 new: SigmaDetectionItem | SigmaDetection = SigmaDetection(subs, item.source, ConditionOR)
             else:
-                new = self._item(item, names, raw)
+                new = self._item(item, names, raw, source)
             new.parent = detection
             detection.detection_items[i] = new
 
-    def _item(self, item: SigmaDetectionItem, name: str | None, raw: str | None = None) -> SigmaDetectionItem:
+    def _item(
+        self,
+        item: SigmaDetectionItem,
+        name: str | None,
+        raw: str | None = None,
+        source: DataSource | None = None,
+    ) -> SigmaDetectionItem | SigmaDetection:
         try:
             decided = _convert_values(item, name, self.keep_residual)
         except _TypeMismatch:
@@ -381,7 +421,113 @@ class HcmSocTransformation(PreprocessingTransformation):
         item.value = decided.values
         item.disable_conversion_to_plain()
         self.processing_item_applied(item)
-        return item
+        if self.keep_residual or source is None or item.value_linking is not ConditionOR:
+            return item  # the Python check reads the fields as written; `|all` lists are ANDs
+        return _cheaper(item, keyword_fields(source))
+
+
+# -- cheaper forms of the same condition (module doc, step 4) ------------------------------------------
+
+
+def _hash_token(value: SigmaType) -> str | None:
+    """`md5=<hex>` for a lower-cased `*md5=<hex>*` whose hex is the algorithm's full length."""
+    if not isinstance(value, SigmaString):
+        return None
+    parts = value.s
+    if len(parts) != 3 or parts[0] != SpecialChars.WILDCARD_MULTI or parts[2] != SpecialChars.WILDCARD_MULTI:
+        return None
+    token = parts[1]
+    if not isinstance(token, str):
+        return None
+    algo, sep, digits = token.partition("=")
+    if sep and HASH_LENGTHS.get(algo) == len(digits) and re.fullmatch(r"[0-9a-f]+", digits):
+        return token
+    return None
+
+
+def _contains(value: SigmaString) -> SigmaString:
+    """`*value*`: what a keyword means (the Lucene backend wraps keywords the same way)."""
+    out = SigmaString()
+    out.s = [SpecialChars.WILDCARD_MULTI, *value.s, SpecialChars.WILDCARD_MULTI]
+    return out
+
+
+def _literal(text: str) -> SigmaString:
+    """`text` as a Sigma string with no wildcard (`*`, `?` and `\\` stay literal characters)."""
+    out = SigmaString()
+    out.s = [text]
+    return out
+
+
+def _sibling(item: SigmaDetectionItem, field_name: str, values: list[SigmaType]) -> SigmaDetectionItem:
+    new = SigmaDetectionItem(field_name, [], values, ConditionOR)
+    new.disable_conversion_to_plain()
+    return new
+
+
+def _endswith_name(value: SigmaType) -> str | None:
+    """`x.exe` for a lower-cased `*\\x.exe` whose last part has no wildcard and no separator."""
+    if not isinstance(value, SigmaString) or len(value.s) != 2 or value.s[0] != SpecialChars.WILDCARD_MULTI:
+        return None
+    tail = value.s[1]
+    if not isinstance(tail, str) or not tail.startswith("\\") or len(tail) < 2:
+        return None
+    name = tail[1:]
+    return None if any(c in name for c in "\\/") else name
+
+
+def _cheaper(
+    item: SigmaDetectionItem, kw_fields: tuple[str, ...], guard: bool = True
+) -> SigmaDetectionItem | SigmaDetection:
+    """The same OR list as `item` (values already converted), in forms Elasticsearch builds cheaply:
+    hash tokens as exact terms, `Image|endswith: '\\x.exe'` guarded by an exact term on the
+    process name, `MIN_UNION`+ wildcard values (or keywords) as few regexes."""
+    # an expansion (|windash, |base64offset, |cidr …) is "any of these": in an OR list its values
+    # are values of the list
+    values = [x for v in item.value for x in (v.values if isinstance(v, SigmaExpansion) else [v])]
+    alternatives: list[SigmaDetectionItem | SigmaDetection] = []
+    if (token_field := HASH_TOKEN_FIELDS.get(item.field or "")) is not None:
+        tokens = [t for v in values if (t := _hash_token(v)) is not None]
+        if tokens:
+            values = [v for v in values if _hash_token(v) is None]
+            alternatives.append(_sibling(item, token_field, [SigmaString(t) for t in tokens]))
+    if guard and (name_field := NAME_GUARDS.get(item.field or "")) is not None:
+        # executable endswith '\x.exe' implies name == 'x.exe' (the parser's basename of the same
+        # item): the exact term, in front, lets Lucene skip the wildcard's walk of the executable's
+        # terms on every segment where no such name occurs (the conjunction is empty there)
+        named = [(v, n) for v in values if (n := _endswith_name(v)) is not None]
+        if named:
+            names = list(dict.fromkeys(n for _, n in named))
+            exact = SigmaDetectionItem(name_field, [], [_literal(n) for n in names], ConditionOR)
+            exact.disable_conversion_to_plain()
+            tails = _cheaper(_sibling(item, item.field or "", [v for v, _ in named]), kw_fields, guard=False)
+            alternatives.append(SigmaDetection([exact, tails], item.source, ConditionAND))
+            values = [v for v in values if not any(v is w for w, _ in named)]
+    if item.field is None:
+        # keywords mean `*value*`; bound to the source's keyword fields when those are named
+        fields: tuple[str, ...] = () if "*" in "".join(kw_fields) else kw_fields
+        patterns = [v for v in values if isinstance(v, SigmaString) and not inner_star(v)]
+        wide = [_contains(v) for v in patterns]
+    else:
+        fields = (item.field,) if item.field.endswith(CASELESS) or _kind(item.field) == "string" else ()
+        patterns = [
+            v for v in values if isinstance(v, SigmaString) and v.contains_special() and not inner_star(v)
+        ]
+        wide = patterns
+    if fields and len(patterns) >= MIN_UNION and (regexes := union_regexes(wide)) is not None:
+        values = [v for v in values if not any(v is p for p in patterns)]
+        for f in fields:
+            alternatives.append(_sibling(item, f, [SigmaRegularExpression(r) for r in regexes]))
+    if not alternatives:
+        return item  # as it was, expansions included
+    if not values and len(alternatives) == 1:
+        return alternatives[0]
+    if values:
+        item.value = values
+        alternatives.insert(0, item)
+    if len(alternatives) == 1:
+        return alternatives[0]
+    return SigmaDetection(alternatives, item.source, ConditionOR)
 
 
 def scope_detection(source: DataSource) -> SigmaDetection:

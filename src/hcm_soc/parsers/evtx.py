@@ -11,6 +11,10 @@ ECS fields (process, user, file, registry, network, dns, powershell) that pySigm
 
 EVTX files carry no rendered message (that needs the provider's DLL on a Windows
 host), so `message` is absent; `event.original` (added by the envelope) keeps the record.
+
+For detection cost, Sysmon's `Hashes`/`Hash` items also become `hcm.hashes`/`hcm.hash`: every
+`algo=<full-length hex>` token in them, lower-cased (`hash_tokens`), so that a Sigma
+`Hashes|contains: 'MD5=<hash>'` is an exact term look-up (docs/detection-cost.md).
 """
 
 from __future__ import annotations
@@ -129,6 +133,37 @@ def _hashes(s: str) -> dict[str, str] | None:
 
 def _imphash(s: str) -> str | None:
     return _hash_pairs(s).get("imphash")
+
+
+#: hex digits of each algorithm Sysmon writes in `Hashes`/`Hash` ("SHA1=…,MD5=…,IMPHASH=…")
+HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64, "sha384": 96, "sha512": 128, "imphash": 32}
+_HASH_TOKEN_RE = re.compile(r"(?=(md5|sha1|sha256|sha384|sha512|imphash)=([0-9a-f]+))")
+#: the ignore_above of the dynamic `.caseless` sub-field that a `Hashes|contains` query reads
+_CASELESS_IGNORE_ABOVE = 8191
+#: EventData item -> the `hcm.*` field that holds its hash tokens
+HASH_TOKEN_FIELDS = {"Hashes": "hashes", "Hash": "hash"}
+
+
+def hash_tokens(s: str) -> list[str]:
+    """Every `algo=<full-length hex>` found anywhere in a Sysmon hashes value, lower-cased.
+
+    A Sigma `Hashes|contains: 'MD5=<32 hex>'` holds exactly when its lower-cased value is in this
+    list: each occurrence of `algo=` followed by at least the algorithm's length of hex digits
+    gives `algo=` and that many digits (overlapping and mid-word occurrences included), so the
+    detection compiler can ask for an exact term instead of a `*md5=…*` wildcard. Values the
+    `.caseless` sub-field does not index (longer than its ignore_above) give none, as they
+    match no wildcard either."""
+    if len(s) > _CASELESS_IGNORE_ABOVE:
+        return []
+    # the lowercase normalizer maps U+0130 to "i" where Python's lower() gives "i" + U+0307
+    low = s.replace("\u0130", "i").lower()
+    out: list[str] = []
+    for m in _HASH_TOKEN_RE.finditer(low):
+        algo, digits = m.group(1), m.group(2)
+        n = HASH_LENGTHS[algo]
+        if len(digits) >= n and (token := f"{algo}={digits[:n]}") not in out:
+            out.append(token)
+    return out
 
 
 def _registry(s: str, *, with_value: bool = True) -> dict[str, str]:
@@ -524,6 +559,10 @@ def parse_evtx_record(record: Any, ctx: ParseContext) -> Event:
     process = out.get("process")
     if isinstance(process, dict) and isinstance(process.get("args"), list):
         process["args_count"] = len(process["args"])
+    for item, target in HASH_TOKEN_FIELDS.items():
+        raw = event_data.get(item)
+        if isinstance(raw, str) and (tokens := hash_tokens(raw)):
+            out.setdefault("hcm", {})[target] = tokens
     return out
 
 

@@ -482,7 +482,9 @@ def test_same_event_id_in_two_backing_indices_is_one_match(store: Store) -> None
 
 def test_boolean_fields_take_sigma_text_true_false(store: Store) -> None:
     image_load = "product: windows\n  category: image_load"
-    unsigned = "detection:\n  sel:\n    Signed: 'false'\n    ImageLoaded|endswith: '\\evil.dll'\n  condition: sel\n"
+    unsigned = (
+        "detection:\n  sel:\n    Signed: 'false'\n    ImageLoaded|endswith: '\\evil.dll'\n  condition: sel\n"
+    )
     signed = "detection:\n  sel:\n    Signed: 'True'\n  condition: sel\n"
     assert matched(store, unsigned, image_load) == {"dll-unsigned"}
     assert matched(store, signed, image_load) == {"dll-signed"}

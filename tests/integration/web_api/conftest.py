@@ -86,7 +86,8 @@ class World:
         return self.services.users.create_session(username, ttl=600)
 
 
-def _settings(names: IndexNames, tmp: Path) -> Settings:
+def web_settings(names: IndexNames, tmp: Path) -> Settings:
+    """Settings of a test app: its own prefix and state, one file rule, the shipped playbooks and inventory."""
     rules = tmp / "rules"
     rules.mkdir()
     (rules / "ssh_failed.yml").write_text(SSH_FAILED_RULE, encoding="utf-8")
@@ -106,7 +107,7 @@ def _settings(names: IndexNames, tmp: Path) -> Settings:
 def world(es: Elasticsearch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     names = IndexNames(prefix=f"t{uuid.uuid4().hex[:10]}", namespace="test")
     install(es, build_items(names))
-    settings = _settings(names, tmp_path_factory.mktemp("web-api"))
+    settings = web_settings(names, tmp_path_factory.mktemp("web-api"))
     app = create_app(settings, es)
     try:
         with TestClient(app) as http:

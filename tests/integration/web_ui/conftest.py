@@ -20,7 +20,7 @@ import pytest
 from elasticsearch import Elasticsearch
 from fastapi.testclient import TestClient
 
-from hcm_soc.config import DetectionSettings, IndexSettings, LocalNodeSettings, PathSettings, Settings
+from hcm_soc.config import Settings
 from hcm_soc.models.alert import Alert, AlertEventRef
 from hcm_soc.models.incident import AffectedAsset, Incident
 from hcm_soc.store.alerts import AlertStore
@@ -28,7 +28,8 @@ from hcm_soc.store.names import IndexNames
 from hcm_soc.store.templates import build_items, install, uninstall
 from hcm_soc.web.app import create_app
 from hcm_soc.web.services import WebServices
-from tests.integration.detection.conftest import SSH_FAILED_RULE, ssh_event
+from tests.integration.detection.conftest import ssh_event
+from tests.integration.web_api.conftest import web_settings
 from tests.unit.incidents.factory import draft, make_alert
 
 REPO = Path(__file__).resolve().parents[3]
@@ -107,27 +108,11 @@ class World:
         return Console(http=http, csrf=found.group(1))
 
 
-def _settings(names: IndexNames, tmp: Path) -> Settings:
-    rules = tmp / "rules"
-    rules.mkdir()
-    (rules / "ssh_failed.yml").write_text(SSH_FAILED_RULE, encoding="utf-8")
-    return Settings(
-        index=IndexSettings(prefix=names.prefix, namespace=names.namespace),
-        local_es=LocalNodeSettings(state_dir=tmp / "state"),
-        paths=PathSettings(
-            rules=[rules],
-            playbooks=REPO / "playbooks",
-            inventory=REPO / "inventory" / "city-systems.yml",
-        ),
-        detection=DetectionSettings(jitter=0, safety_margin=0, lease=False),
-    )
-
-
 @pytest.fixture(scope="module")
 def world(es: Elasticsearch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     names = IndexNames(prefix=f"t{uuid.uuid4().hex[:10]}", namespace="test")
     install(es, build_items(names))
-    settings = _settings(names, tmp_path_factory.mktemp("web-ui"))
+    settings = web_settings(names, tmp_path_factory.mktemp("web-ui"))
     app = create_app(settings, es)
     try:
         with TestClient(app) as http:

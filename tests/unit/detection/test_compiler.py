@@ -58,14 +58,18 @@ def test_process_creation_gets_sysmon_and_security_conditions(tmp_path: Path) ->
     text = compile_text(tmp_path, WIN_PROC, "sel:\n  Image|endswith: '\\WHOAMI.exe'\ncondition: sel")
     assert text == (
         r"((winlog.channel.caseless:microsoft\-windows\-sysmon\/operational AND winlog.event_id:1) OR "
-        r"(winlog.channel.caseless:security AND winlog.event_id:4688)) AND process.executable.caseless:*\\whoami.exe"
+        r"(winlog.channel.caseless:security AND winlog.event_id:4688)) AND "
+        # the exact name in front lets Lucene skip the wildcard where no whoami.exe ran
+        r"(process.name.caseless:whoami.exe AND process.executable.caseless:*\\whoami.exe)"
     )
 
 
 def test_parent_image_and_parent_process_name_map_to_the_parent_executable(tmp_path: Path) -> None:
     for name in ("ParentImage", "ParentProcessName"):
         text = compile_text(tmp_path, WIN_PROC, f"sel:\n  {name}|endswith: '\\cmd.exe'\ncondition: sel")
-        assert text.endswith(r"process.parent.executable.caseless:*\\cmd.exe")
+        assert text.endswith(
+            r"(process.parent.name.caseless:cmd.exe AND process.parent.executable.caseless:*\\cmd.exe)"
+        )
 
 
 def test_unmapped_windows_fields_are_event_data_and_cased_uses_the_field_itself(tmp_path: Path) -> None:
@@ -309,6 +313,13 @@ def test_find_source_prefers_the_most_specific_row() -> None:
             "sel:\n  cs-uri-query|contains: ['union select', '../']\n  sc-status|gte: 400\ncondition: sel",
         ),
         ("category: dns", "sel:\n  query|endswith: '.onion'\ncondition: sel"),
+        # the cheaper forms (docs/detection-cost.md): regex unions, hash tokens, Windows keywords
+        (WIN_PROC, "sel:\n  CommandLine|contains: ['a/b', 'X Y', '\"q\"', 'c*d']\ncondition: sel"),
+        (
+            WIN_PROC,
+            "sel:\n  Hashes|contains: ['MD5=0123456789ABCDEF0123456789ABCDEF', 'SHA1=0123']\ncondition: sel",
+        ),
+        (WIN_PROC, "kw:\n  - 'Mimikatz'\n  - 'sekurlsa::'\n  - 'lsadump::'\ncondition: kw"),
     ],
 )
 def test_sigma_cli_with_hcm_soc_pipeline_prints_the_compiled_query(

@@ -34,11 +34,20 @@ class DataSource:
     unmapped_prefix: str = ""  # prefix for fields not in `fields` (Windows: winlog.event_data.)
 
 
+#: where a Windows event's own strings are searched by keywords: `hcm.keywords` holds a copy of
+#: every EventData and UserData value (`copy_to` in the events mapping), `message` the rendered
+#: text a live collector may add
+WINDOWS_KEYWORD_FIELDS = ("hcm.keywords", "message.caseless")
+
+
 def keyword_fields(source: DataSource) -> tuple[str, ...]:
     """Where field-less (keyword) detections of `source` search. Linux logs keep their text in
-    `message`, web/proxy events in the URL, user agent and referrer; elsewhere every lower-cased
-    string sub-field is searched (correct, but each such term expands to every string field,
-    which is what made keyword rules the costliest SigmaHQ rules: docs/detection-cost.md)."""
+    `message`, web/proxy events in the URL, user agent and referrer, Windows events in their
+    EventData/UserData values (`WINDOWS_KEYWORD_FIELDS`); elsewhere every lower-cased string
+    sub-field is searched (correct, but each such term expands to every string field, which is
+    what made keyword rules the costliest SigmaHQ rules: docs/detection-cost.md)."""
+    if source.product == "windows":
+        return WINDOWS_KEYWORD_FIELDS
     if source.name == "linux" or source.name.startswith("linux/"):
         return ("message.caseless",)
     if source.name in ("webserver", "proxy"):
