@@ -3,6 +3,7 @@ cimport cython
 
 from hcm_soc.collectors.network.flowrecord cimport Flow
 from hcm_soc.collectors.network.flows cimport FlowTable
+from hcm_soc.collectors.network.http cimport HttpTracker
 from hcm_soc.collectors.network.packet cimport Packet
 from hcm_soc.collectors.network.tcpstream cimport TcpStream
 
@@ -23,7 +24,7 @@ cdef class NetworkAnalyzer:
     cdef public object decoder
     cdef public FlowTable flows
     cdef public object dns
-    cdef public object http
+    cdef public HttpTracker http
     cdef public object tls
     cdef public long long packets
     cdef public long long bytes
@@ -35,7 +36,7 @@ cdef class NetworkAnalyzer:
     cpdef add(self, Packet p)
     @cython.locals(conn=_Conn, chunks=list, client_isn=object, server_isn=object)
     cdef _tcp(self, Flow flow, Packet p, object ext)
-    @cython.locals(more=bint, chunk=bytes)
+    @cython.locals(more=bint, chunk=bytes, http=HttpTracker)
     cdef _deliver(self, Flow flow, _Conn conn, double ts, bint from_client, list chunks)
     @cython.locals(conn=_Conn, stream=TcpStream, rest=list)
     cpdef _flow_end(self, Flow flow, bint final)

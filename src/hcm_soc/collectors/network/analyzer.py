@@ -240,8 +240,16 @@ class NetworkAnalyzer:
         more = True
         try:
             app = conn.app
-            if app == "http" or app == "tls":
-                add = self.http.add_segment if app == "http" else self.tls.add_segment
+            if app == "http":
+                http = self.http  # compiled: a C call per chunk, not a bound-method call
+                key = flow.key
+                endpoints = conn.endpoints
+                for chunk in chunks:
+                    if not http.add_segment(ts, key, from_client, chunk, endpoints):
+                        more = False
+                        break
+            elif app == "tls":
+                add = self.tls.add_segment
                 key = flow.key
                 endpoints = conn.endpoints
                 for chunk in chunks:

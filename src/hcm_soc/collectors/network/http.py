@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
+
+import cython
 
 from hcm_soc.collectors.network.ecs import protocol_event
 
@@ -31,30 +32,42 @@ _MAX_PENDING = 64  # pipelined requests waiting for their responses
 _MAX_HEADER = 64 * 1024  # a header block larger than this is not HTTP we want to keep buffering
 
 
-@dataclass(slots=True)
+@cython.no_gc  # holds bytes and strings only
+@cython.cclass
 class _Message:
-    ts: float
-    start: tuple[bytes, ...]
-    headers: dict[str, str]
-    body_bytes: int = 0
+    __slots__ = ("body_bytes", "headers", "start", "ts")
+
+    def __init__(self, ts: float, start: tuple[bytes, ...], headers: dict[str, str]) -> None:
+        self.ts = ts
+        self.start = start
+        self.headers = headers
+        self.body_bytes = 0
 
 
-@dataclass(slots=True)
+@cython.no_gc  # its buffer and its current message, never its connection
+@cython.cclass
 class _Direction:
-    buf: bytearray = field(default_factory=bytearray)
-    current: _Message | None = None
-    remaining: int = 0  # body bytes still to skip (Content-Length mode)
-    chunked: bool = False
-    chunk_left: int = 0  # bytes left in the current chunk (+2 for CRLF)
-    broken: bool = False
+    __slots__ = ("broken", "buf", "chunk_left", "chunked", "current", "remaining")
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.current: _Message | None = None
+        self.remaining = 0  # body bytes still to skip (Content-Length mode)
+        self.chunked = False
+        self.chunk_left = 0  # bytes left in the current chunk (+2 for CRLF)
+        self.broken = False
 
 
-@dataclass(slots=True)
+@cython.no_gc  # its two directions and pending requests, never the tracker
+@cython.cclass
 class _Conn:
-    orig: _Direction = field(default_factory=_Direction)
-    resp: _Direction = field(default_factory=_Direction)
-    requests: deque[_Message] = field(default_factory=deque)
-    endpoints: tuple[str, int, str, int] | None = None
+    __slots__ = ("endpoints", "orig", "requests", "resp")
+
+    def __init__(self) -> None:
+        self.orig = _Direction()
+        self.resp = _Direction()
+        self.requests: deque[_Message] = deque()
+        self.endpoints: tuple[str, int, str, int] | None = None
 
 
 class HttpTracker:
@@ -108,7 +121,7 @@ class HttpTracker:
     def _drain(self, ts: float, conn: _Conn, side: _Direction, is_request: bool) -> None:
         while True:
             if side.current is not None:
-                if not self._skip_body(side):
+                if not _skip_body(side):
                     return
                 self._complete(conn, side.current, is_request)
                 side.current = None
@@ -117,7 +130,7 @@ class HttpTracker:
                 return
             end = side.buf.find(b"\r\n\r\n")
             if end < 0:
-                if len(side.buf) > _MAX_HEADER or not self._plausible(side.buf, is_request):
+                if len(side.buf) > _MAX_HEADER or not _plausible(side.buf, is_request):
                     self._break(side)
                 return
             head = bytes(side.buf[:end])
@@ -148,62 +161,13 @@ class HttpTracker:
                 if not is_request and conn.requests and conn.requests[0].start[0] == b"HEAD":
                     side.remaining = 0
 
-    @staticmethod
-    def _plausible(buf: bytearray, is_request: bool) -> bool:
-        head = bytes(buf[:8])
-        if is_request:
-            return any(m.startswith(head[: len(m)]) or head.startswith(m + b" ") for m in _METHODS)
-        return b"HTTP/1."[: len(head)] == head[:7]
-
-    @staticmethod
-    def _skip_body(side: _Direction) -> bool:
-        """Consume body bytes available; True when the body is complete."""
-        msg = side.current
-        assert msg is not None
-        if not side.chunked:
-            take = min(side.remaining, len(side.buf))
-            del side.buf[:take]
-            side.remaining -= take
-            msg.body_bytes += take
-            return side.remaining == 0
-        while True:
-            if side.chunk_left:
-                take = min(side.chunk_left, len(side.buf))
-                data_part = max(0, min(take, side.chunk_left - 2))
-                msg.body_bytes += data_part
-                del side.buf[:take]
-                side.chunk_left -= take
-                if side.chunk_left:
-                    return False
-                continue
-            eol = side.buf.find(b"\r\n")
-            if eol < 0:
-                return False
-            size_text = bytes(side.buf[:eol]).split(b";")[0].strip()
-            size = int(size_text, 16)
-            del side.buf[: eol + 2]
-            if size == 0:
-                # Trailers end with an empty line; without trailers the next two bytes are CRLF.
-                end = side.buf.find(b"\r\n")
-                if end < 0:
-                    side.chunk_left = 0
-                    side.buf[:0] = b"0\r\n"  # put the marker back and wait for more bytes
-                    return False
-                trailer_end = 0 if end == 0 else side.buf.find(b"\r\n\r\n")
-                if trailer_end < 0:
-                    side.buf[:0] = b"0\r\n"
-                    return False
-                del side.buf[: trailer_end + (2 if end == 0 else 4)]
-                return True
-            side.chunk_left = size + 2
-
     def _complete(self, conn: _Conn, msg: _Message, is_request: bool) -> None:
         if is_request:
             conn.requests.append(msg)
             if len(conn.requests) > _MAX_PENDING:  # a responder that never answers must not grow memory
-                self.on_emit(self._event(conn, conn.requests.popleft(), None))
+                self.on_emit(_event(conn, conn.requests.popleft(), None))
         else:
-            self.on_emit(self._event(conn, conn.requests.popleft() if conn.requests else None, msg))
+            self.on_emit(_event(conn, conn.requests.popleft() if conn.requests else None, msg))
 
     def close(self, conn_key: tuple[Any, ...]) -> None:
         """End of connection: messages still in progress are emitted with what is known."""
@@ -214,51 +178,102 @@ class HttpTracker:
             conn.requests.append(conn.orig.current)
         if conn.resp.current is not None:
             self.on_emit(
-                self._event(conn, conn.requests.popleft() if conn.requests else None, conn.resp.current)
+                _event(conn, conn.requests.popleft() if conn.requests else None, conn.resp.current)
             )
         while conn.requests:
-            self.on_emit(self._event(conn, conn.requests.popleft(), None))
+            self.on_emit(_event(conn, conn.requests.popleft(), None))
 
     def flush(self) -> None:
         for key in list(self._conns):
             self.close(key)
 
-    @staticmethod
-    def _event(conn: _Conn, req: _Message | None, resp: _Message | None) -> dict[str, Any]:
-        first = req or resp
-        assert first is not None
-        http: dict[str, Any] = {}
-        event = protocol_event(first.ts, "network.http", "http", ["network", "web"], conn.endpoints)
-        event["http"] = http
-        if req is not None:
-            method, target, version = (x.decode("latin-1") for x in req.start)
-            http["version"] = version
-            request: dict[str, Any] = {"method": method, "body": {"bytes": req.body_bytes}}
-            if "referer" in req.headers:
-                request["referrer"] = req.headers["referer"]
-            if "content-type" in req.headers:
-                request["mime_type"] = req.headers["content-type"].split(";")[0].strip()
-            http["request"] = request
-            url: dict[str, Any] = {"original": target}
-            path, _, query = target.partition("?")
-            if "://" in path:  # absolute form (proxy requests)
-                path = "/" + path.split("://", 1)[1].partition("/")[2]
-            url["path"] = path
-            if query:
-                url["query"] = query
-            host = req.headers.get("host")
-            if host:
-                if host.startswith("["):  # IPv6 literal, maybe with a port
-                    url["domain"] = host[1:].partition("]")[0]
-                else:
-                    url["domain"] = host.partition(":")[0]
-            event["url"] = url
-            if "user-agent" in req.headers:
-                event["user_agent"] = {"original": req.headers["user-agent"]}
-        if resp is not None:
-            http.setdefault("version", resp.start[0].decode("latin-1"))
-            response: dict[str, Any] = {"status_code": int(resp.start[1]), "body": {"bytes": resp.body_bytes}}
-            if "content-type" in resp.headers:
-                response["mime_type"] = resp.headers["content-type"].split(";")[0].strip()
-            http["response"] = response
-        return event
+
+def _plausible(buf: bytearray, is_request: bool) -> bool:
+    head = bytes(buf[:8])
+    if is_request:
+        return any(m.startswith(head[: len(m)]) or head.startswith(m + b" ") for m in _METHODS)
+    return b"HTTP/1."[: len(head)] == head[:7]
+
+
+def _skip_body(side: _Direction) -> bool:
+    """Consume body bytes available; True when the body is complete."""
+    msg = side.current
+    assert msg is not None
+    if not side.chunked:
+        take = min(side.remaining, len(side.buf))
+        del side.buf[:take]
+        side.remaining -= take
+        msg.body_bytes += take
+        return side.remaining == 0
+    while True:
+        if side.chunk_left:
+            take = min(side.chunk_left, len(side.buf))
+            data_part = max(0, min(take, side.chunk_left - 2))
+            msg.body_bytes += data_part
+            del side.buf[:take]
+            side.chunk_left -= take
+            if side.chunk_left:
+                return False
+            continue
+        eol = side.buf.find(b"\r\n")
+        if eol < 0:
+            return False
+        size_text = bytes(side.buf[:eol]).split(b";")[0].strip()
+        size = int(size_text, 16)
+        del side.buf[: eol + 2]
+        if size == 0:
+            # Trailers end with an empty line; without trailers the next two bytes are CRLF.
+            end = side.buf.find(b"\r\n")
+            if end < 0:
+                side.chunk_left = 0
+                side.buf[:0] = b"0\r\n"  # put the marker back and wait for more bytes
+                return False
+            trailer_end = 0 if end == 0 else side.buf.find(b"\r\n\r\n")
+            if trailer_end < 0:
+                side.buf[:0] = b"0\r\n"
+                return False
+            del side.buf[: trailer_end + (2 if end == 0 else 4)]
+            return True
+        side.chunk_left = size + 2
+
+
+def _event(conn: _Conn, req: _Message | None, resp: _Message | None) -> dict[str, Any]:
+    first = req or resp
+    assert first is not None
+    http: dict[str, Any] = {}
+    event = protocol_event(first.ts, "network.http", "http", ["network", "web"], conn.endpoints)
+    event["http"] = http
+    if req is not None:
+        start = req.start
+        target = start[1].decode("latin-1")
+        http["version"] = start[2].decode("latin-1")
+        headers = req.headers
+        request: dict[str, Any] = {"method": start[0].decode("latin-1"), "body": {"bytes": req.body_bytes}}
+        if "referer" in headers:
+            request["referrer"] = headers["referer"]
+        if "content-type" in headers:
+            request["mime_type"] = headers["content-type"].split(";")[0].strip()
+        http["request"] = request
+        url: dict[str, Any] = {"original": target}
+        path, _, query = target.partition("?")
+        if "://" in path:  # absolute form (proxy requests)
+            path = "/" + path.split("://", 1)[1].partition("/")[2]
+        url["path"] = path
+        if query:
+            url["query"] = query
+        host = headers.get("host")
+        if host:
+            if host.startswith("["):  # IPv6 literal, maybe with a port
+                url["domain"] = host[1:].partition("]")[0]
+            else:
+                url["domain"] = host.partition(":")[0]
+        event["url"] = url
+        if "user-agent" in headers:
+            event["user_agent"] = {"original": headers["user-agent"]}
+    if resp is not None:
+        http.setdefault("version", resp.start[0].decode("latin-1"))
+        response: dict[str, Any] = {"status_code": int(resp.start[1]), "body": {"bytes": resp.body_bytes}}
+        if "content-type" in resp.headers:
+            response["mime_type"] = resp.headers["content-type"].split(";")[0].strip()
+        http["response"] = response
+    return event

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import cython
+
 from hcm_soc.collectors.network.ecs import protocol_event
 
 __all__ = [
@@ -357,24 +359,32 @@ def parse_certificates(payload: bytes) -> list[Certificate]:
     return []
 
 
-@dataclass(slots=True)
+@cython.no_gc  # buffers and flags only
+@cython.cclass
 class _Side:
-    records: bytearray = field(default_factory=bytearray)
-    handshake: bytearray = field(default_factory=bytearray)
-    ccs: bool = False
-    app_data: bool = False
-    broken: bool = False
+    __slots__ = ("app_data", "broken", "ccs", "handshake", "records")
+
+    def __init__(self) -> None:
+        self.records = bytearray()
+        self.handshake = bytearray()
+        self.ccs = False
+        self.app_data = False
+        self.broken = False
 
 
-@dataclass(slots=True)
+@cython.no_gc  # its sides, hellos and certificates, never the tracker
+@cython.cclass
 class _TlsConn:
-    ts: float
-    endpoints: tuple[str, int, str, int] | None
-    client: _Side = field(default_factory=_Side)
-    server: _Side = field(default_factory=_Side)
-    hello: ClientHello | None = None
-    server_hello: ServerHello | None = None
-    certs: list[Certificate] = field(default_factory=list)
+    __slots__ = ("certs", "client", "endpoints", "hello", "server", "server_hello", "ts")
+
+    def __init__(self, ts: float, endpoints: tuple[str, int, str, int] | None) -> None:
+        self.ts = ts
+        self.endpoints = endpoints
+        self.client = _Side()
+        self.server = _Side()
+        self.hello: ClientHello | None = None
+        self.server_hello: ServerHello | None = None
+        self.certs: list[Certificate] = []
 
 
 class TlsTracker:
@@ -395,7 +405,7 @@ class TlsTracker:
     ) -> bool:
         """``endpoints`` = (client ip, client port, server ip, server port). Returns False once
         nothing this direction may still send can change the connection's event (see
-        :meth:`_side_done`): the caller can stop reassembling it."""
+        :func:`_side_done`): the caller can stop reassembling it."""
         conn = self._conns.get(conn_key)
         if conn is None:
             conn = self._conns[conn_key] = _TlsConn(ts, endpoints)
@@ -454,74 +464,74 @@ class TlsTracker:
             side.handshake.clear()
             self.malformed += 1
             return False
-        return not self._side_done(conn, from_originator)
-
-    @staticmethod
-    def _side_done(conn: _TlsConn, client: bool) -> bool:
-        """Can nothing more from this side change the event? After a side's ChangeCipherSpec its
-        handshake is encrypted (the hellos and certificate are fixed), and the event reads only
-        the flags below; in TLS 1.3 everything after the ServerHello is encrypted."""
-        sh = conn.server_hello
-        tls13 = sh is not None and sh.version == 0x0304
-        if client:
-            side = conn.client
-            # ≤ 1.2: established needs the client's CCS; 1.3: its first application record.
-            return side.app_data and (side.ccs or (tls13 and conn.hello is not None))
-        side = conn.server
-        return side.ccs or (tls13 and side.app_data)
+        return not _side_done(conn, from_originator)
 
     def close(self, conn_key: Any) -> None:
         conn = self._conns.pop(conn_key, None)
         if conn is not None and (conn.hello or conn.server_hello):
-            self.on_emit(self._event(conn))
+            self.on_emit(_event(conn))
 
     def flush(self) -> None:
         for key in list(self._conns):
             self.close(key)
 
-    @staticmethod
-    def _event(conn: _TlsConn) -> dict[str, Any]:
-        tls: dict[str, Any] = {}
-        client: dict[str, Any] = {}
-        server: dict[str, Any] = {}
-        if conn.hello is not None:
-            h = conn.hello
-            ja3, ja4_, ciphers = _client_fingerprint(h)
-            client.update(ja3=ja3, ja4=ja4_)
-            client["supported_ciphers"] = list(ciphers)
-            if h.server_name:
-                client["server_name"] = h.server_name
-            if h.alpn:
-                client["supported_protocols"] = list(h.alpn)
-        sh = conn.server_hello
-        if sh is not None:
-            name = VERSION_NAMES.get(sh.version)
-            tls["version"] = name or f"0x{sh.version:04x}"
-            tls["version_protocol"] = "ssl" if sh.version == 0x0300 else "tls"
-            tls["cipher"] = CIPHER_NAMES.get(sh.cipher, f"0x{sh.cipher:04x}")
-            if sh.alpn:
-                tls["next_protocol"] = sh.alpn
-            server["ja3s"] = sh.ja3s
-        if conn.certs:
-            leaf = conn.certs[0]
-            server.update(subject=leaf.subject, issuer=leaf.issuer)
-            server.update(not_before=leaf.not_before, not_after=leaf.not_after)
-            x509: dict[str, Any] = {"serial_number": leaf.serial, "subject": {}, "issuer": {}}
-            if leaf.subject_cn:
-                x509["subject"]["common_name"] = leaf.subject_cn
-            if leaf.issuer_cn:
-                x509["issuer"]["common_name"] = leaf.issuer_cn
-            x509.update(not_before=leaf.not_before, not_after=leaf.not_after)
-            server["x509"] = x509
-        tls13 = sh is not None and sh.version == 0x0304
-        # Best effort: 1.3 is up once the client sends application records; ≤1.2 once both sides sent CCS.
-        tls["established"] = sh is not None and (
-            conn.client.app_data if tls13 else (conn.client.ccs and conn.server.ccs)
-        )
-        if client:
-            tls["client"] = client
-        if server:
-            tls["server"] = server
-        event = protocol_event(conn.ts, "network.tls", "tls", ["network"], conn.endpoints)
-        event["tls"] = tls
-        return event
+
+def _side_done(conn: _TlsConn, client: bool) -> bool:
+    """Can nothing more from this side change the event? After a side's ChangeCipherSpec its
+    handshake is encrypted (the hellos and certificate are fixed), and the event reads only
+    the flags below; in TLS 1.3 everything after the ServerHello is encrypted."""
+    sh = conn.server_hello
+    tls13 = sh is not None and sh.version == 0x0304
+    if client:
+        side = conn.client
+        # ≤ 1.2: established needs the client's CCS; 1.3: its first application record.
+        return side.app_data and (side.ccs or (tls13 and conn.hello is not None))
+    side = conn.server
+    return side.ccs or (tls13 and side.app_data)
+
+
+def _event(conn: _TlsConn) -> dict[str, Any]:
+    tls: dict[str, Any] = {}
+    client: dict[str, Any] = {}
+    server: dict[str, Any] = {}
+    if conn.hello is not None:
+        h = conn.hello
+        ja3, ja4_, ciphers = _client_fingerprint(h)
+        client.update(ja3=ja3, ja4=ja4_)
+        client["supported_ciphers"] = list(ciphers)
+        if h.server_name:
+            client["server_name"] = h.server_name
+        if h.alpn:
+            client["supported_protocols"] = list(h.alpn)
+    sh = conn.server_hello
+    if sh is not None:
+        name = VERSION_NAMES.get(sh.version)
+        tls["version"] = name or f"0x{sh.version:04x}"
+        tls["version_protocol"] = "ssl" if sh.version == 0x0300 else "tls"
+        tls["cipher"] = CIPHER_NAMES.get(sh.cipher, f"0x{sh.cipher:04x}")
+        if sh.alpn:
+            tls["next_protocol"] = sh.alpn
+        server["ja3s"] = sh.ja3s
+    if conn.certs:
+        leaf = conn.certs[0]
+        server.update(subject=leaf.subject, issuer=leaf.issuer)
+        server.update(not_before=leaf.not_before, not_after=leaf.not_after)
+        x509: dict[str, Any] = {"serial_number": leaf.serial, "subject": {}, "issuer": {}}
+        if leaf.subject_cn:
+            x509["subject"]["common_name"] = leaf.subject_cn
+        if leaf.issuer_cn:
+            x509["issuer"]["common_name"] = leaf.issuer_cn
+        x509.update(not_before=leaf.not_before, not_after=leaf.not_after)
+        server["x509"] = x509
+    tls13 = sh is not None and sh.version == 0x0304
+    # Best effort: 1.3 is up once the client sends application records; ≤1.2 once both sides sent CCS.
+    tls["established"] = sh is not None and (
+        conn.client.app_data if tls13 else (conn.client.ccs and conn.server.ccs)
+    )
+    if client:
+        tls["client"] = client
+    if server:
+        tls["server"] = server
+    event = protocol_event(conn.ts, "network.tls", "tls", ["network"], conn.endpoints)
+    event["tls"] = tls
+    return event
