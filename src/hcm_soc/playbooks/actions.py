@@ -159,6 +159,7 @@ class StepRunner:
         self.secret = secret
         self.clock = clock
         self.resolver = resolver or reverse_lookup
+        self._ptr: dict[str, str | None] = {}  # reverse DNS answers of this process (bounded below)
         self.actions: dict[str, Callable[[Any, ActionContext], None]] = {
             "enrich": self._enrich,
             "group": self._group,
@@ -222,7 +223,11 @@ class StepRunner:
             ctx.assets = []
         if getattr(step, "reverse_dns", False):
             for ip in ctx.entities.get("ips", [])[:8]:
-                name = self.resolver(ip)
+                if ip not in self._ptr:
+                    if len(self._ptr) > 10_000:
+                        self._ptr.clear()
+                    self._ptr[ip] = self.resolver(ip)  # a burst of alerts from one address asks once
+                name = self._ptr[ip]
                 if name:
                     ctx.reverse_dns[ip] = name
             parts.append(

@@ -50,6 +50,7 @@ def build_response(
     *,
     clock: Callable[[], datetime] = utc_now,
     notifiers: dict[str, Any] | None = None,
+    resolver: Callable[[str], str | None] | None = None,
 ) -> Response:
     from hcm_soc.incidents.service import IncidentService
     from hcm_soc.inventory import Inventory, InventoryError, load_inventory
@@ -118,6 +119,7 @@ def build_response(
         settings=settings,
         secret=secret,
         clock=clock,
+        resolver=resolver,
     )
     return Response(runner, problems, str(inventory_path))
 

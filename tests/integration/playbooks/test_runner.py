@@ -69,7 +69,7 @@ order: 10
 trigger:
   rule_ids: [%(rule)s]
 steps:
-  - enrich: {inventory: true, history_days: 30}
+  - enrich: {inventory: true, reverse_dns: true, history_days: 30}
   - group: {key: "{{ rule.id }}:{{ source.ip }}", window: 1h}
   - set:
       priority: matrix
@@ -178,9 +178,27 @@ def settings(tmp_path: Path, sink: MailSink, hooks: Hooks, installed: IndexNames
     )
 
 
+class Resolver:
+    """Reverse DNS of the test: answers from a table and counts the questions (no network)."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def __call__(self, ip: str) -> str | None:
+        self.asked.append(ip)
+        return {"203.0.113.7": "scanner.attacker.example"}.get(ip)
+
+
 @pytest.fixture
-def response(es: Elasticsearch, installed: IndexNames, settings: Settings, clock: Clock) -> Response:
-    return build_response(settings, es, installed, clock=clock)
+def resolver() -> Resolver:
+    return Resolver()
+
+
+@pytest.fixture
+def response(
+    es: Elasticsearch, installed: IndexNames, settings: Settings, clock: Clock, resolver: Resolver
+) -> Response:
+    return build_response(settings, es, installed, clock=clock, resolver=resolver)
 
 
 def alert(
@@ -235,6 +253,7 @@ def test_alerts_group_into_incidents_and_owners_are_told(
     sink: MailSink,
     hooks: Hooks,
     settings: Settings,
+    resolver: Resolver,
 ) -> None:
     assert response.problems == []
     store = store_alerts(
@@ -260,6 +279,9 @@ def test_alerts_group_into_incidents_and_owners_are_told(
     assert [a.id for a in first.assets] == ["cong-dvc"] and first.assets[0].owners == [
         "chu.nv@sotttt.example.vn"
     ]
+    enriched = next(e for e in first.timeline if e.action == "enriched")
+    assert "203.0.113.7=scanner.attacker.example" in (enriched.message or "")
+    assert sorted(resolver.asked) == ["198.51.100.9", "203.0.113.7"]  # once per address, not per alert
     actions = [e.action for e in first.timeline]
     for expected in ("enriched", "grouped", "set", "notice_queued", "notice_sent"):
         assert expected in actions, actions
