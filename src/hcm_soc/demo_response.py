@@ -140,6 +140,7 @@ def respond(
             if link is not None:
                 to = msg["To"].addresses[0].addr_spec if msg["To"] is not None else ""
                 report.ack_links.append((str(to), str(msg.get("X-HCM-Incident", "")), link))
+    runner.incidents.store.refresh()  # the last links and priority changes are seconds old
     page = runner.incidents.list(size=100, sort="priority")
     for inc in page.items:
         asset = inc.assets[0] if inc.assets else None

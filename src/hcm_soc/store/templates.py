@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 #: Bump when any template, mapping, setting or the pipeline changes (the hash catches edits
 #: made without a bump, and hand edits made on the cluster).
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 Kind = Literal["pipeline", "component_template", "index_template", "index"]
 Action = Literal["created", "updated", "unchanged", "kept-newer"]

@@ -121,6 +121,23 @@ CORPUS: dict[str, dict[str, Any]] = {
     "img-slash": _evtx(1, {"Image": "C:/Tools/certutil.exe", "CommandLine": "c"}),
     "logon-no-ip": _evtx(4625, {"TargetUserName": "a", "IpAddress": "-"}, channel="Security"),
     "logon-ip": _evtx(4625, {"TargetUserName": "b", "IpAddress": "10.1.2.3"}, channel="Security"),
+    # trigram phrases (hcm.grams.*): case, near misses, special characters, anchors
+    "gr-hit": _proc('C:\\Tools\\CertUtil.EXE -URLCache -f http://x/a.BAT"'),
+    "gr-scattered": _proc("x-url rlca cache"),  # every trigram of '-urlcache', never in a row
+    "gr-short": _proc("-urlcach e"),
+    "gr-bat-inside": _proc('run a.bat" now'),
+    "gr-specials": _proc('echo "a*b?c" \\\\srv\\c$ \U0001f600x ĐƯỜNG'),
+    "gr-specials-miss": _proc('echo "a*b c" \\srv\\c$ \U0001f601x đuong'),
+    "gr-long": _proc("x" * 8200 + " -urlcache"),  # longer than .caseless's ignore_above
+    "gr-parent": _evtx(
+        4688,
+        {
+            "NewProcessName": "C:\\Windows\\System32\\rundll32.exe",
+            "ParentProcessName": "C:\\Program Files\\Office\\WINWORD.EXE",
+            "CommandLine": "rundll32 shell32.dll,Control_RunDLL",
+        },
+        channel="Security",
+    ),
 }
 
 
@@ -172,15 +189,24 @@ def _compile(store: Store, detection: str, logsource: str) -> CompiledRule:
 
 
 def twins(
-    store: Store, detection: str, logsource: str = "product: windows\ncategory: process_creation"
+    store: Store,
+    detection: str,
+    logsource: str = "product: windows\ncategory: process_creation",
+    *,
+    grams: bool = True,
 ) -> tuple[str, set[str], set[str]]:
     """(the Lucene text as compiled now, its hits, the hits of the per-value form on every
-    `.caseless` field that the cheaper forms replace)."""
-    new = _compile(store, detection, logsource)
+    `.caseless` field that the cheaper forms replace). `grams=False` compiles the first twin
+    without trigram phrases, to test the other forms on the process fields."""
+    with pytest.MonkeyPatch.context() as mp:
+        if not grams:
+            mp.setattr(pipeline, "GRAM_FIELDS", {})
+        new = _compile(store, detection, logsource)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(pipeline, "MIN_UNION", 10**9)
         mp.setattr(pipeline, "HASH_TOKEN_FIELDS", {})
         mp.setattr(pipeline, "NAME_GUARDS", {})
+        mp.setattr(pipeline, "GRAM_FIELDS", {})
         mp.setattr(pipeline, "keyword_fields", lambda source: ("*.caseless",))
         mp.setattr(compiler, "keyword_fields", lambda source: ("*.caseless",))
         old = _compile(store, detection, logsource)
@@ -197,6 +223,7 @@ def test_contains_list_as_one_regex_escapes_specials_and_ignores_case(store: Sto
             CommandLine|contains: ['a/b', 'q"z', 'X Y', '(1+1)', '\U0001f600', 'C:\\Temp\\evil']
         condition: sel
         """,
+        grams=False,
     )
     assert "process.command_line.caseless:/.*(" in lucene
     want = {"slash", "quote", "space-upper", "paren", "emoji", "backslash"}
@@ -205,7 +232,7 @@ def test_contains_list_as_one_regex_escapes_specials_and_ignores_case(store: Sto
 
 def test_wildcards_inside_values_and_anchored_lists(store: Store) -> None:
     lucene, new, old = twins(
-        store, "sel:\n  CommandLine: ['run x? now', 'echo q?z', 'calc ?1+1?']\ncondition: sel"
+        store, "sel:\n  CommandLine: ['run x? now', 'echo q?z', 'calc ?1+1?']\ncondition: sel", grams=False
     )
     assert "/(" in lucene and ").*/" not in lucene  # anchored at both ends: no leading/trailing .*
     assert new == old == {"space-miss", "quote", "paren"}
@@ -213,10 +240,13 @@ def test_wildcards_inside_values_and_anchored_lists(store: Store) -> None:
     lucene, new, old = twins(
         store,
         "sel:\n  CommandLine: ['run x? now', 'echo q?z', 'calc ?1+1?', 'echo q*z', 'tool*run']\ncondition: sel",
+        grams=False,
     )
     assert "/(" in lucene and "echo\\ q*z" in lucene and "tool*run" in lucene
     assert new == old == {"space-miss", "quote", "quote-miss", "paren", "slash", "slash-miss"}
-    lucene, new, old = twins(store, "sel:\n  CommandLine|endswith: ['NOW', 'done', '.TXT']\ncondition: sel")
+    lucene, new, old = twins(
+        store, "sel:\n  CommandLine|endswith: ['NOW', 'done', '.TXT']\ncondition: sel", grams=False
+    )
     assert r"/.*(now|done|\.txt)/" in lucene
     want = {"space-upper", "space-miss", "emoji", "emoji-miss", "backslash", "backslash-miss"}
     assert new == old == want | {"kw-command", "kw-miss"}
@@ -224,7 +254,7 @@ def test_wildcards_inside_values_and_anchored_lists(store: Store) -> None:
 
 def test_a_list_longer_than_one_regex_is_split(store: Store) -> None:
     values = ", ".join(f"'{v}'" for v in LONG)
-    lucene, new, old = twins(store, f"sel:\n  CommandLine|contains: [{values}]\ncondition: sel")
+    lucene, new, old = twins(store, f"sel:\n  CommandLine|contains: [{values}]\ncondition: sel", grams=False)
     assert lucene.count("/.*(") >= 2
     assert new == old == {"long-last", "long-first"}
 
@@ -290,13 +320,14 @@ def test_a_dash_for_an_ip_address_is_searched_in_event_data(store: Store) -> Non
 
 
 def test_endswith_a_file_name_is_guarded_by_the_process_name(store: Store) -> None:
-    lucene, new, old = twins(store, "sel:\n  Image|endswith: '\\\\certutil.exe'\ncondition: sel")
+    lucene, new, old = twins(store, "sel:\n  Image|endswith: '\\\\certutil.exe'\ncondition: sel", grams=False)
     assert "process.name.caseless:certutil.exe AND process.executable.caseless:*\\\\certutil.exe" in lucene
     assert new == old == {"img-hit", "img-4688"}  # not .bak, notcertutil.exe, nor a '/' path
     lucene, new, old = twins(
         store,
         "sel:\n  ParentImage|endswith: ['\\\\mshta.exe', '\\\\wscript.exe', '\\\\cscript.exe', '\\\\x\\\\*']\n"
         "condition: sel",
+        grams=False,
     )
     assert "process.parent.name.caseless:(mshta.exe OR wscript.exe OR cscript.exe)" in lucene
     assert new == old == {"img-4688"}

@@ -1,11 +1,13 @@
 # Compiled form of analyzer.py (Cython's pure-Python mode): the per-packet dispatch in C.
 cimport cython
 
+from hcm_soc.collectors.network.dns cimport DnsPairing, DnsMessage, parse_dns
 from hcm_soc.collectors.network.flowrecord cimport Flow
 from hcm_soc.collectors.network.flows cimport FlowTable
 from hcm_soc.collectors.network.http cimport HttpTracker
 from hcm_soc.collectors.network.packet cimport Packet
 from hcm_soc.collectors.network.tcpstream cimport TcpStream
+from hcm_soc.collectors.network.tls cimport TlsTracker
 
 
 cdef class _Conn:
@@ -23,20 +25,20 @@ cdef class NetworkAnalyzer:
     cdef public object _emit
     cdef public object decoder
     cdef public FlowTable flows
-    cdef public object dns
+    cdef public DnsPairing dns
     cdef public HttpTracker http
-    cdef public object tls
+    cdef public TlsTracker tls
     cdef public long long packets
     cdef public long long bytes
     cdef public object _current
     cdef public double _last_expire
     cdef public dict _tcp_counters
 
-    @cython.locals(flow=Flow, proto=int, ext=object)
+    @cython.locals(flow=Flow, proto=int, ext=object, message=DnsMessage)
     cpdef add(self, Packet p)
     @cython.locals(conn=_Conn, chunks=list, client_isn=object, server_isn=object)
     cdef _tcp(self, Flow flow, Packet p, object ext)
-    @cython.locals(more=bint, chunk=bytes, http=HttpTracker)
+    @cython.locals(more=bint, chunk=bytes, http=HttpTracker, tls=TlsTracker)
     cdef _deliver(self, Flow flow, _Conn conn, double ts, bint from_client, list chunks)
     @cython.locals(conn=_Conn, stream=TcpStream, rest=list)
     cpdef _flow_end(self, Flow flow, bint final)

@@ -249,11 +249,11 @@ class NetworkAnalyzer:
                         more = False
                         break
             elif app == "tls":
-                add = self.tls.add_segment
+                tls = self.tls
                 key = flow.key
                 endpoints = conn.endpoints
                 for chunk in chunks:
-                    if not add(ts, key, from_client, chunk, endpoints):
+                    if not tls.add_segment(ts, key, from_client, chunk, endpoints):
                         more = False
                         break
             else:

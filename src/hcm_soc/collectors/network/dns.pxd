@@ -32,3 +32,31 @@ cdef class DnsMessage:
     cdef readonly tuple answers
     cdef readonly long authority_count
     cdef readonly long additional_count
+
+
+@cython.locals(pos=Py_ssize_t, questions=list, answers=list, ident=long, flags=long, qd=long, an=long,
+               ns=long, ar=long, qtype=long, qclass=long, rtype=long, rclass=long, ttl=long, rdlen=Py_ssize_t,
+               name=str)
+cpdef DnsMessage _parse(bytes buf)
+cpdef DnsMessage parse_dns(bytes payload)
+
+
+cdef class _Pending:
+    cdef public double ts
+    cdef public DnsMessage query
+    cdef public tuple key
+
+
+cdef class DnsPairing:
+    cdef public object on_emit
+    cdef public double timeout
+    cdef public long long malformed
+    cdef public dict _pending
+
+    @cython.locals(key=tuple, pending=_Pending, previous=_Pending, query_ts=double)
+    cpdef add(self, double ts, str src_ip, long src_port, str dst_ip, long dst_port, str transport,
+              DnsMessage message)
+
+
+@cython.locals(main=DnsMessage, dns=dict, a=DnsAnswer, q=DnsQuestion, questions=tuple)
+cpdef dict _event(double ts, tuple key, DnsMessage query, DnsMessage response)

@@ -11,7 +11,6 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import cython
@@ -332,21 +331,25 @@ def _endpoint(ip: str, port: int) -> dict[str, Any]:
     return {"ip": ip, "port": port}
 
 
-@dataclass(slots=True)
+@cython.no_gc  # the query message and its key only
+@cython.cclass
 class _Pending:
-    ts: float
-    query: DnsMessage
-    key: tuple[str, int, str, int, str, int]
+    __slots__ = ("key", "query", "ts")
+
+    def __init__(self, ts: float, query: DnsMessage, key: tuple[str, int, str, int, str, int]) -> None:
+        self.ts = ts
+        self.query = query
+        self.key = key
 
 
-@dataclass(slots=True)
 class DnsPairing:
     """Pairs queries with responses and emits one ECS event per transaction."""
 
-    on_emit: Callable[[dict[str, Any]], None]
-    timeout: float = 30.0
-    malformed: int = 0
-    _pending: dict[tuple[str, int, str, int, str, int], _Pending] = field(default_factory=dict)
+    def __init__(self, on_emit: Callable[[dict[str, Any]], None], timeout: float = 30.0) -> None:
+        self.on_emit = on_emit
+        self.timeout = timeout
+        self.malformed = 0
+        self._pending: dict[tuple[str, int, str, int, str, int], _Pending] = {}
 
     def count_malformed(self) -> None:
         """Called by the decoder when :func:`parse_dns` returned None."""
@@ -369,74 +372,74 @@ class DnsPairing:
             key = (dst_ip, dst_port, src_ip, src_port, transport, message.id)
             pending = self._pending.pop(key, None)
             query_ts = pending.ts if pending else ts
-            self.on_emit(self._event(query_ts, key, pending.query if pending else None, message))
+            self.on_emit(_event(query_ts, key, pending.query if pending else None, message))
         else:
             key = (src_ip, src_port, dst_ip, dst_port, transport, message.id)
             previous = self._pending.pop(key, None)
             if previous is not None:  # retransmission with the same id: emit the older one unanswered
-                self.on_emit(self._event(previous.ts, key, previous.query, None))
+                self.on_emit(_event(previous.ts, key, previous.query, None))
             self._pending[key] = _Pending(ts, message, key)
 
     def expire(self, now: float) -> None:
         for key, pending in list(self._pending.items()):
             if now - pending.ts >= self.timeout:
                 del self._pending[key]
-                self.on_emit(self._event(pending.ts, key, pending.query, None))
+                self.on_emit(_event(pending.ts, key, pending.query, None))
 
     def flush(self) -> None:
         for pending in self._pending.values():
-            self.on_emit(self._event(pending.ts, pending.key, pending.query, None))
+            self.on_emit(_event(pending.ts, pending.key, pending.query, None))
         self._pending.clear()
 
-    @staticmethod
-    def _event(
-        ts: float,
-        key: tuple[str, int, str, int, str, int],
-        query: DnsMessage | None,
-        response: DnsMessage | None,
-    ) -> dict[str, Any]:
-        main = response or query
-        assert main is not None
-        dns: dict[str, Any] = {
-            "id": main.id,
-            "op_code": OPCODE_NAMES.get(main.opcode, str(main.opcode)),
-            "header_flags": list(main.flags),
-            "type": "answer" if response else "query",
-        }
-        if response is not None:
-            dns["response_code"] = RCODE_NAMES.get(response.rcode, str(response.rcode))
-            dns["answers"] = [
-                {
-                    "name": a.name,
-                    "type": TYPE_NAMES.get(a.rtype, str(a.rtype)),
-                    "class": CLASS_NAMES.get(a.rclass, str(a.rclass)),
-                    "ttl": a.ttl,
-                    "data": a.data if a.data is not None else f"<{a.raw_length} bytes>",
-                }
-                for a in response.answers
-            ]
-            resolved = [a.data for a in response.answers if a.rtype in (1, 28) and a.data]
-            if resolved:
-                dns["resolved_ip"] = resolved
-        questions = (query or main).questions
-        if questions:
-            q = questions[0]
-            dns["question"] = {
-                "name": q.name,
-                "type": TYPE_NAMES.get(q.qtype, str(q.qtype)),
-                "class": CLASS_NAMES.get(q.qclass, str(q.qclass)),
-                **_domain_parts(q.name),
+
+def _event(
+    ts: float,
+    key: tuple[str, int, str, int, str, int],
+    query: DnsMessage | None,
+    response: DnsMessage | None,
+) -> dict[str, Any]:
+    main = response or query
+    assert main is not None
+    dns: dict[str, Any] = {
+        "id": main.id,
+        "op_code": OPCODE_NAMES.get(main.opcode, str(main.opcode)),
+        "header_flags": list(main.flags),
+        "type": "answer" if response else "query",
+    }
+    if response is not None:
+        dns["response_code"] = RCODE_NAMES.get(response.rcode, str(response.rcode))
+        dns["answers"] = [
+            {
+                "name": a.name,
+                "type": TYPE_NAMES.get(a.rtype, str(a.rtype)),
+                "class": CLASS_NAMES.get(a.rclass, str(a.rclass)),
+                "ttl": a.ttl,
+                "data": a.data if a.data is not None else f"<{a.raw_length} bytes>",
             }
-        return {
-            "@timestamp": iso(ts),
-            "event": {
-                "dataset": "network.dns",
-                "category": ["network"],
-                "type": ["protocol"],
-                "kind": "event",
-            },
-            "network": {"protocol": "dns", "transport": key[4]},
-            "source": _endpoint(key[0], key[1]),
-            "destination": _endpoint(key[2], key[3]),
-            "dns": dns,
+            for a in response.answers
+        ]
+        resolved = [a.data for a in response.answers if a.rtype in (1, 28) and a.data]
+        if resolved:
+            dns["resolved_ip"] = resolved
+    questions = (query or main).questions
+    if questions:
+        q = questions[0]
+        dns["question"] = {
+            "name": q.name,
+            "type": TYPE_NAMES.get(q.qtype, str(q.qtype)),
+            "class": CLASS_NAMES.get(q.qclass, str(q.qclass)),
+            **_domain_parts(q.name),
         }
+    return {
+        "@timestamp": iso(ts),
+        "event": {
+            "dataset": "network.dns",
+            "category": ["network"],
+            "type": ["protocol"],
+            "kind": "event",
+        },
+        "network": {"protocol": "dns", "transport": key[4]},
+        "source": _endpoint(key[0], key[1]),
+        "destination": _endpoint(key[2], key[3]),
+        "dns": dns,
+    }

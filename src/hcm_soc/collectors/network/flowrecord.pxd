@@ -42,6 +42,15 @@ cdef class Flow:
     cdef public object ext
 
 
+cdef class InternalRanges:
+    cdef public list nets
+    cdef public list _v4
+    cdef public dict cache
+
+    @cython.locals(cache=dict)
+    cpdef str direction(self, str src, str dst)
+
+
 @cython.locals(proto=int, opkts=cython.longlong, rpkts=cython.longlong, obytes=cython.longlong,
                rbytes=cython.longlong, first=double, last=double)
 cpdef dict flow_record(Flow flow, str reason, bint final, str cid, str direction)

@@ -1,7 +1,7 @@
 # Compiled form of flows.py (Cython's pure-Python mode): the flow table's per-packet path in C.
 cimport cython
 
-from hcm_soc.collectors.network.flowrecord cimport Flow
+from hcm_soc.collectors.network.flowrecord cimport Flow, InternalRanges
 from hcm_soc.collectors.network.packet cimport Packet
 
 cdef long _A, _D, _T, _M32
@@ -18,7 +18,7 @@ cdef class FlowTable:
     cdef public double active_timeout
     cdef public double idle_timeout
     cdef public double closed_timeout
-    cdef public object internal
+    cdef public InternalRanges internal
     cdef public object _flows
     cdef public object _closing
     cdef public double now

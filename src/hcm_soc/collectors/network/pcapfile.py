@@ -199,6 +199,8 @@ def iter_pcap(
     resolution=cython.double,
     ethernet=cython.bint,
     made=Packet,
+    ips=dict,  # the decoder's address cache: a C dict lookup, not a `.get` method call
+    key=bytes,
 )
 def _read_pcap(path: Path, c: _Chunks, decoder: FrameDecoder) -> Iterator[Packet]:
     if not c.ensure(24):

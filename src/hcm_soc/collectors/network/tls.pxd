@@ -8,3 +8,39 @@ cpdef tuple _records(bytes payload)
 
 @cython.locals(out=list, pos=Py_ssize_t, size=Py_ssize_t, mtype=int, length=Py_ssize_t)
 cpdef tuple _handshakes(bytes data)
+
+
+cdef class _Side:
+    cdef public bytearray records
+    cdef public bytearray handshake
+    cdef public bint ccs
+    cdef public bint app_data
+    cdef public bint broken
+
+
+cdef class _TlsConn:
+    cdef public double ts
+    cdef public tuple endpoints
+    cdef public _Side client
+    cdef public _Side server
+    cdef public object hello
+    cdef public object server_hello
+    cdef public list certs
+
+
+cdef class TlsTracker:
+    cdef public object on_emit
+    cdef public long long malformed
+    cdef public dict _conns
+
+    @cython.locals(conn=_TlsConn, side=_Side, held=bytearray, data=bytes, records=list, used=Py_ssize_t,
+                   bodies=list, messages=list, ctype=int, body=bytes, mtype=int)
+    cpdef bint add_segment(self, double ts, object conn_key, bint from_originator, bytes payload,
+                           tuple endpoints=*) except? -1
+    cpdef close(self, object conn_key)
+
+
+@cython.locals(side=_Side, tls13=bint)
+cdef bint _side_done(_TlsConn conn, bint client) except? -1
+@cython.locals(tls=dict, client=dict, server=dict, x509=dict, event=dict, tls13=bint)
+cpdef dict _event(_TlsConn conn)
