@@ -125,9 +125,9 @@ CORPUS: dict[str, dict[str, Any]] = {
     "gr-hit": _proc('C:\\Tools\\CertUtil.EXE -URLCache -f http://x/a.BAT"'),
     "gr-scattered": _proc("x-url rlca cache"),  # every trigram of '-urlcache', never in a row
     "gr-short": _proc("-urlcach e"),
-    "gr-bat-inside": _proc('run a.bat" now'),
-    "gr-specials": _proc('echo "a*b?c" \\\\srv\\c$ \U0001f600x ĐƯỜNG'),
-    "gr-specials-miss": _proc('echo "a*b c" \\srv\\c$ \U0001f601x đuong'),
+    "gr-bat-inside": _proc('run a.bat" later'),
+    "gr-specials": _proc('echo "a*b?c" \\\\srv\\c$ \U0001f680x ĐƯỜNG'),
+    "gr-specials-miss": _proc('echo "a*b c" \\srv\\c$ \U0001f681x đuong'),
     "gr-long": _proc("x" * 8200 + " -urlcache"),  # longer than .caseless's ignore_above
     "gr-parent": _evtx(
         4688,
@@ -331,3 +331,89 @@ def test_endswith_a_file_name_is_guarded_by_the_process_name(store: Store) -> No
     )
     assert "process.parent.name.caseless:(mshta.exe OR wscript.exe OR cscript.exe)" in lucene
     assert new == old == {"img-4688"}
+
+
+def test_the_other_forms_find_the_same_events_with_trigram_phrases(store: Store) -> None:
+    # every process-field twin above, compiled as the engine compiles it (trigram phrases on)
+    for detection, want in [
+        (
+            "sel:\n  CommandLine|contains: ['a/b', 'q\"z', 'X Y', '(1+1)', '\U0001f600', 'C:\\Temp\\evil']",
+            {"slash", "quote", "space-upper", "paren", "emoji", "backslash"},
+        ),
+        (
+            "sel:\n  CommandLine|endswith: ['NOW', 'done', '.TXT']",
+            {"space-upper", "space-miss", "emoji", "emoji-miss", "backslash", "backslash-miss"}
+            | {"kw-command", "kw-miss"},
+        ),
+        ("sel:\n  Image|endswith: '\\\\certutil.exe'", {"img-hit", "img-4688"}),
+        (
+            "sel:\n  ParentImage|endswith: ['\\\\mshta.exe', '\\\\wscript.exe', '\\\\cscript.exe', '\\\\x\\\\*']",
+            {"img-4688"},
+        ),
+    ]:
+        lucene, new, old = twins(store, detection + "\ncondition: sel")
+        assert "hcm.grams." in lucene
+        assert new == old == want, detection
+    values = ", ".join(f"'{v}'" for v in LONG)  # over GRAM_BUDGET terms: the regex unions stay
+    lucene, new, old = twins(store, f"sel:\n  CommandLine|contains: [{values}]\ncondition: sel")
+    assert "hcm.grams." not in lucene and lucene.count("/.*(") >= 2
+    assert new == old == {"long-last", "long-first"}
+
+
+def test_contains_as_a_trigram_phrase_ignores_case_and_order_matters(store: Store) -> None:
+    lucene, new, old = twins(store, "sel:\n  CommandLine|contains: '-urlcache'\ncondition: sel")
+    assert lucene.endswith('hcm.grams.command_line:"2d7572 75726c 726c63 6c6361 636163 616368 636865"')
+    # not the event holding every trigram of the value apart, nor one character short, nor a
+    # value longer than the .caseless sub-field indexes
+    assert new == old == {"gr-hit"}
+
+
+def test_endswith_as_a_trigram_phrase_is_anchored(store: Store) -> None:
+    lucene, new, old = twins(store, "sel:\n  CommandLine|endswith: 'A.bat\"'\ncondition: sel")
+    assert 'hcm.grams.command_line:"612e62 2e6261 626174 617422 end"' in lucene
+    assert new == old == {"gr-hit"}  # not 'run a.bat" later'
+
+
+def test_trigram_phrases_with_special_characters(store: Store) -> None:
+    lucene, new, old = twins(
+        store,
+        "sel:\n  CommandLine|contains:\n    - '\"a\\*b\\?c\"'\n    - '\\\\\\\\srv\\\\c$'\n"
+        "    - '\U0001f680X Đ'\n    - 'đường'\ncondition: sel",
+    )
+    assert "hcm.grams.command_line" in lucene and "process.command_line" not in lucene.split("AND (", 1)[1]
+    assert new == old == {"gr-specials"}
+    # a value of fewer than 3 characters has no trigram: it stays a wildcard
+    lucene, new, old = twins(store, "sel:\n  CommandLine|contains: ['a*b?c', 'Đư']\ncondition: sel")
+    assert "hcm.grams" not in lucene
+    assert new == old == {"gr-specials", "gr-specials-miss"}
+
+
+def test_parent_fields_as_trigram_phrases(store: Store) -> None:
+    lucene, new, old = twins(
+        store,
+        "sel:\n  ParentImage|endswith: '\\\\winword.exe'\n  ParentCommandLine|contains: 'office'\n"
+        "  Image|contains: 'rundll'\ncondition: sel",
+    )
+    assert "hcm.grams.parent_executable" in lucene and "hcm.grams.executable" in lucene
+    assert new == old == set()  # Security 4688 has no parent command line
+    lucene, new, old = twins(
+        store, "sel:\n  ParentImage|endswith: '\\\\winword.exe'\n  Image|contains: 'rundll'\ncondition: sel"
+    )
+    assert new == old == {"gr-parent"}
+
+
+def test_events_stored_without_the_trigram_fields_are_not_found_by_phrases(store: Store) -> None:
+    # an event stored before schema 7 (or by a producer other than the EVTX parser) has no
+    # hcm.grams.*: the phrase forms cannot find it, the wildcard forms could (docs/detection-cost.md)
+    doc = _proc("legacy -URLCACHE run")
+    doc.get("hcm", {}).pop("grams")
+    index = store.names.events("windows.legacy")
+    store.es.indices.create(index=index, mappings=ecs_mappings(), settings={"index.number_of_replicas": 0})
+    try:
+        store.es.index(
+            index=index, id="legacy", document=doc, refresh="wait_for", pipeline=store.names.ingest_pipeline
+        )
+        _, new, old = twins(store, "sel:\n  CommandLine|contains: '-urlcache'\ncondition: sel")
+        assert old == {"gr-hit", "legacy"} and new == {"gr-hit"}
+    finally:
+        store.es.indices.delete(index=index, ignore_unavailable=True)
