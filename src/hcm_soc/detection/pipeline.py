@@ -95,6 +95,9 @@ GRAM_FIELDS = {
 }
 #: the token after a value's last trigram (parsers.evtx.GRAM_END)
 GRAM_END = "end"
+#: events without trigram fields (stamped by the events ingest pipeline): checked with the
+#: wildcard forms, which Lucene skips on every segment where no such event is
+GRAMS_ABSENT = ("hcm.grams.state", "absent")
 #: trigram terms one OR list may send as phrases; a longer list stays a few regexes (Lucene counts
 #: every phrase term against its clause limit)
 GRAM_BUDGET = 1000
@@ -508,13 +511,16 @@ def gram_phrase(value: SigmaType) -> str | None:
 
 
 def _gram_alternative(
-    item: SigmaDetectionItem, values: list[SigmaType]
-) -> tuple[SigmaDetectionItem | None, list[SigmaType]]:
-    """The values of `item` that are trigram phrases (on its `GRAM_FIELDS` field) and the rest."""
+    item: SigmaDetectionItem, values: list[SigmaType], kw_fields: tuple[str, ...]
+) -> tuple[SigmaDetection | None, list[SigmaType]]:
+    """The values of `item` that can be trigram phrases, as `phrases OR (absent AND wildcards)`,
+    and the other values: the phrases on its `GRAM_FIELDS` field answer events the EVTX parser
+    wrote, the same values in their wildcard forms (guarded by `GRAMS_ABSENT`) any other."""
     target = GRAM_FIELDS.get(item.field or "")
     if target is None:
         return None, values
     phrases: list[SigmaType] = []
+    phrased: list[SigmaType] = []
     rest: list[SigmaType] = []
     terms = 0
     for v in values:
@@ -524,9 +530,13 @@ def _gram_alternative(
             continue
         terms += phrase.count(" ") + 1
         phrases.append(_literal(phrase))
+        phrased.append(v)
     if not phrases or terms > GRAM_BUDGET:
         return None, values
-    return _sibling(item, target, phrases), rest
+    absent = _sibling(item, GRAMS_ABSENT[0], [_literal(GRAMS_ABSENT[1])])
+    wildcards = _cheaper(_sibling(item, item.field or "", phrased), kw_fields, guard=False)
+    fallback = SigmaDetection([absent, wildcards], item.source, ConditionAND)
+    return SigmaDetection([_sibling(item, target, phrases), fallback], item.source, ConditionOR), rest
 
 
 def _cheaper(
@@ -560,7 +570,7 @@ def _cheaper(
             alternatives.append(SigmaDetection([exact, tails], item.source, ConditionAND))
             values = [v for v in values if not any(v is w for w, _ in named)]
     if grams:
-        phrased, values = _gram_alternative(item, values)
+        phrased, values = _gram_alternative(item, values, kw_fields)
         if phrased is not None:
             alternatives.append(phrased)
     if item.field is None:

@@ -566,8 +566,7 @@ def parse_evtx_record(record: Any, ctx: ParseContext) -> Event:
         raw = event_data.get(item)
         if isinstance(raw, str) and (tokens := hash_tokens(raw)):
             out.setdefault("hcm", {})[target] = tokens
-    if isinstance(process, dict):
-        _add_grams(out, process)
+    add_grams(out)
     return out
 
 
@@ -606,13 +605,21 @@ def gram_tokens(s: str) -> str | None:
     return " ".join(grams)
 
 
-def _add_grams(out: Event, process: dict[str, Any]) -> None:
+#: `hcm.grams.state` of an event whose trigram fields are filled; the events ingest pipeline
+#: stamps `absent` on any other event, which detection then checks with the wildcard forms
+GRAMS_PARSED = "parsed"
+
+
+def add_grams(event: Event) -> None:
+    """Fill `hcm.grams.*` of an ECS event from its process fields and mark it `GRAMS_PARSED`."""
+    grams: dict[str, str] = {"state": GRAMS_PARSED}
     for path, target in GRAM_FIELDS.items():
-        node: Any = process
+        node: Any = event.get("process")
         for key in path:
             node = node.get(key) if isinstance(node, dict) else None
         if isinstance(node, str) and (tokens := gram_tokens(node)) is not None:
-            out.setdefault("hcm", {}).setdefault("grams", {})[target] = tokens
+            grams[target] = tokens
+    event.setdefault("hcm", {})["grams"] = grams
 
 
 def _iso(dt: datetime) -> str:

@@ -374,8 +374,13 @@ class StepRunner:
                 )
                 ctx.incident, ctx.opened = incident, False
                 if ctx.priority and PRIORITIES.index(ctx.priority) < PRIORITIES.index(incident.priority):
+                    # a more urgent alert joined: the incident takes its priority and that priority's
+                    # deadlines, counted from when the incident opened
                     ctx.incident = self.incidents.set_fields(
-                        incident.id, actor=ctx.actor, priority=ctx.priority
+                        incident.id,
+                        actor=ctx.actor,
+                        priority=ctx.priority,
+                        sla=self._sla(ctx, incident.created),
                     )
                 return
         priority: Priority = ctx.priority or "P3"

@@ -95,7 +95,8 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
     base_settings = {"index.number_of_shards": shards, "index.auto_expand_replicas": replicas}
     ecs = ecs_mappings()
     pipeline = {
-        "description": "hcm-soc: stamp event.ingested with the time Elasticsearch received the event",
+        "description": "hcm-soc: stamp event.ingested with the time Elasticsearch received the event; "
+        "mark events without trigram fields (hcm.grams.state)",
         "processors": [
             {
                 "set": {
@@ -104,7 +105,17 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
                     "override": True,
                     "tag": "event_ingested",
                 }
-            }
+            },
+            {
+                # an event that reaches the store without the EVTX parser's trigram fields says
+                # so: detection then checks it with the wildcard forms (docs/detection-cost.md)
+                "set": {
+                    "field": "hcm.grams.state",
+                    "value": "absent",
+                    "override": False,
+                    "tag": "grams_state",
+                }
+            },
         ],
     }
     events_settings = {

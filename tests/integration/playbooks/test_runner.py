@@ -402,9 +402,10 @@ def test_unacknowledged_incidents_escalate_and_quiet_ones_close(
 def test_a_critical_alert_joining_an_open_incident_tells_the_leaders_once(
     es: Elasticsearch, installed: IndexNames, response: Response, sink: MailSink
 ) -> None:
-    store_alerts(es, installed, [alert(1)])
+    store_alerts(es, installed, [alert(1, level="medium")])
     response.runner.run_once()
-    assert not [m for m in sink.messages if rcpt(m).startswith("lanh")]  # high: no `leaders` notice
+    assert not [m for m in sink.messages if rcpt(m).startswith("lanh")]  # medium: no `leaders` notice
+    assert incidents_now(response)[0].priority == "P2"  # medium x criticality 4
     store_alerts(
         es,
         installed,
@@ -419,3 +420,6 @@ def test_a_critical_alert_joining_an_open_incident_tells_the_leaders_once(
     assert leaders == ["lanh-dao@soc.example.vn", "lanh.lv@sotttt.example.vn"]
     (incident,) = incidents_now(response)
     assert incident.level == "critical" and incident.alert_count == 3
+    # the critical alert raised the incident to P1 (the playbook's SLA is the same for every priority)
+    assert incident.priority == "P1" and incident.sla.acknowledge_minutes == 15
+    assert any("P2" in str(e.before) and "P1" in str(e.after) for e in incident.timeline), incident.timeline
