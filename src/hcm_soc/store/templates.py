@@ -653,13 +653,17 @@ def uninstall(client: Elasticsearch, names: IndexNames) -> None:
             client.indices.close(index=",".join(sorted(write_indices)), expand_wildcards="all")
         except ApiError as e:
             log.debug("write indices not closed", extra={"prefix": p, "error": str(e)})
-    for ix in resolved.get("indices", []):
-        if ix["name"] in write_indices:
-            continue
-        try:
-            client.indices.delete(index=ix["name"])
-        except ApiError as e:
-            log.debug("index not deleted", extra={"index": ix["name"], "error": str(e)})
+    doomed = [ix["name"] for ix in resolved.get("indices", []) if ix["name"] not in write_indices]
+    # one request (one cluster-state update) for all of them; one by one only if that is refused
+    try:
+        if doomed:
+            client.indices.delete(index=",".join(doomed), ignore_unavailable=True, expand_wildcards="all")
+    except ApiError:
+        for name in doomed:
+            try:
+                client.indices.delete(index=name)
+            except ApiError as e:
+                log.debug("index not deleted", extra={"index": name, "error": str(e)})
     for call in (
         lambda: client.indices.delete_index_template(name=f"{p}-*"),
         lambda: client.cluster.delete_component_template(name=f"{p}@*"),
