@@ -18,7 +18,7 @@ from scapy.layers.inet6 import IPv6
 
 from hcm_soc.collectors.network import packets, pcapfile
 from hcm_soc.collectors.network.dns import _read_name, parse_dns
-from hcm_soc.collectors.network.ecs import iso, iso_us
+from hcm_soc.collectors.network.ecs import _micros, iso, iso_us
 from hcm_soc.collectors.network.flowrecord import InternalRanges
 from hcm_soc.collectors.network.http import HttpTracker
 from hcm_soc.collectors.network.packets import FrameDecoder
@@ -74,6 +74,17 @@ def test_cached_timestamps_equal_datetime_formatting() -> None:
         assert iso_us(ts) == stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), ts
     assert iso(T0) == "2025-11-13T02:13:20Z" and iso_us(T0) == "2025-11-13T02:13:20.000000Z"
     assert iso(-1.5) == "1969-12-31T23:59:58.500000Z"
+
+
+def test_microsecond_rounding_is_round_half_even() -> None:
+    # _micros replaces round(fraction * 1e6) with C arithmetic when compiled: the same result,
+    # ties (x.5 exactly) to even included
+    ties = [(n + 0.5) / 1e6 for n in range(0, 1_000_000, 331)] + [n / 2**21 for n in range(1, 2**21, 4099)]
+    exact = [0.5e-6, 1.5e-6, 2.5e-6, 0.0000035, 0.9999995, 0.9999996, 0.0, 0.5, 0.25, 0.125]
+    rng = random.Random(4)
+    for fraction in ties + exact + [rng.random() for _ in range(20_000)]:
+        assert _micros(fraction) == round(fraction * 1e6), fraction
+    assert _micros(2**-1 / 1e6 * 5) == round(2.5) == 2 and _micros(3.5e-6) == round(3.5e-6 * 1e6)
 
 
 def test_direction_cache_and_address_forms() -> None:

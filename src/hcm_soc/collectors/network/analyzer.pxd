@@ -3,7 +3,7 @@ cimport cython
 
 from hcm_soc.collectors.network.dns cimport DnsPairing, DnsMessage, parse_dns
 from hcm_soc.collectors.network.flowrecord cimport Flow
-from hcm_soc.collectors.network.flows cimport FlowTable
+from hcm_soc.collectors.network.flows cimport FlowTable, flow_community_id
 from hcm_soc.collectors.network.http cimport HttpTracker
 from hcm_soc.collectors.network.packet cimport Packet
 from hcm_soc.collectors.network.tcpstream cimport TcpStream

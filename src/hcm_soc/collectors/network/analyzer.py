@@ -37,7 +37,7 @@ import cython
 from hcm_soc.collectors.network.community_id import community_id
 from hcm_soc.collectors.network.dns import DnsPairing, parse_dns
 from hcm_soc.collectors.network.flowrecord import Flow
-from hcm_soc.collectors.network.flows import FlowTable
+from hcm_soc.collectors.network.flows import FlowTable, flow_community_id
 from hcm_soc.collectors.network.http import HttpTracker
 from hcm_soc.collectors.network.packet import Packet
 from hcm_soc.collectors.network.packets import FrameDecoder, iter_pcap
@@ -327,7 +327,7 @@ class NetworkAnalyzer:
             flow.protocol = _PROTOCOLS[dataset]  # a record was decoded: the flow speaks this protocol
             cid = flow.cid
             if cid is None:
-                cid = self.flows.community_id(flow)
+                cid = flow_community_id(flow)
             if flow.vlan is not None:
                 network["vlan"] = {"id": str(flow.vlan)}
             network["type"] = "ipv6" if flow.ip_version == 6 else "ipv4"

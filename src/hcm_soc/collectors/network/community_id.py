@@ -12,7 +12,11 @@ from __future__ import annotations
 import socket
 import struct
 from binascii import b2a_base64
-from hashlib import sha1
+
+try:  # CPython's own SHA-1: for 40-byte inputs about a third cheaper than OpenSSL's through hashlib
+    from _sha1 import sha1
+except ImportError:  # other interpreters
+    from hashlib import sha1
 
 __all__ = ["community_id", "icmp_ports"]
 

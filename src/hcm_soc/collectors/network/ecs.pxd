@@ -2,7 +2,11 @@
 cimport cython
 
 
-@cython.locals(sec=long, us=object, prefix=object)
-cpdef tuple _split(double ts)
+@cython.locals(x=double, us=long, rest=double)
+cpdef long _micros(double fraction)
+@cython.locals(prefix=str)
+cpdef str _prefix(long sec)
+@cython.locals(sec=long, us=long, prefix=str)
 cpdef str iso(double ts)
+@cython.locals(sec=long, us=long)
 cpdef str iso_us(double ts)

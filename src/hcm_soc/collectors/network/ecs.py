@@ -18,19 +18,25 @@ _gmtime = time.gmtime
 _strftime = time.strftime
 
 
-def _split(ts: float) -> tuple[str, int]:
-    """(``YYYY-MM-DDTHH:MM:SS`` of the second, microseconds), rounded half-even like ``datetime``."""
-    sec = int(ts)
-    us = round((ts - sec) * 1e6)
-    if us >= 1_000_000:
-        sec += 1
-        us -= 1_000_000
+def _micros(fraction: float) -> int:
+    """``round(fraction * 1e6)`` for 0 <= fraction < 1, half-even like ``round`` and ``datetime``,
+    in C arithmetic when compiled (``x - int(x)`` is exact, so the ties are found exactly)."""
+    x = fraction * 1e6
+    us = int(x)
+    rest = x - us
+    if rest > 0.5 or (rest == 0.5 and us & 1):
+        us += 1
+    return us
+
+
+def _prefix(sec: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of an epoch second, cached."""
     prefix = _SECONDS.get(sec)
     if prefix is None:
         if len(_SECONDS) >= 4096:
             _SECONDS.clear()
         prefix = _SECONDS[sec] = _strftime("%Y-%m-%dT%H:%M:%S", _gmtime(sec))
-    return prefix, us
+    return prefix
 
 
 def iso(ts: float) -> str:
@@ -38,7 +44,12 @@ def iso(ts: float) -> str:
     when the microseconds are zero)."""
     if ts < 0:  # before 1970: int() truncates towards zero, let datetime handle it
         return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
-    prefix, us = _split(ts)
+    sec = int(ts)
+    us = _micros(ts - sec)
+    if us >= 1_000_000:
+        sec += 1
+        us -= 1_000_000
+    prefix = _prefix(sec)
     return f"{prefix}.{us:06d}Z" if us else f"{prefix}Z"
 
 
@@ -46,8 +57,12 @@ def iso_us(ts: float) -> str:
     """Epoch seconds -> ISO 8601 UTC, always with six fraction digits (flow records)."""
     if ts < 0:
         return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    prefix, us = _split(ts)
-    return f"{prefix}.{us:06d}Z"
+    sec = int(ts)
+    us = _micros(ts - sec)
+    if us >= 1_000_000:
+        sec += 1
+        us -= 1_000_000
+    return f"{_prefix(sec)}.{us:06d}Z"
 
 
 def protocol_event(

@@ -2,6 +2,7 @@
 cimport cython
 
 from hcm_soc.collectors.network.packet cimport Packet
+from hcm_soc.collectors.network.tcpstream cimport tcp_conn_state
 
 
 cdef class Flow:

@@ -40,3 +40,7 @@ cdef class FlowTable:
     cdef _evict(self)
     cdef _segment(self, Flow flow, double ts)
     cpdef _end(self, Flow flow, str reason, bint final)
+    cpdef dict record(self, Flow flow, str reason, bint final)
+
+
+cpdef str flow_community_id(Flow flow)

@@ -52,7 +52,8 @@ from hcm_soc.collectors.network.tcpstream import (
     next_states,
 )
 
-__all__ = ["STATE_DESCRIPTIONS", "FlowTable", "direction_of"]  # re-exported: STATE_DESCRIPTIONS, direction_of
+# re-exported: STATE_DESCRIPTIONS, direction_of
+__all__ = ["STATE_DESCRIPTIONS", "FlowTable", "direction_of", "flow_community_id"]
 
 _M32 = 0xFFFFFFFF
 
@@ -400,18 +401,23 @@ class FlowTable:
 
     @staticmethod
     def community_id(flow: Flow) -> str:
-        cid = flow.cid
-        if cid is None:
-            if flow.proto == 1 or flow.proto == 58:
-                cid = community_id(
-                    flow.orig_ip, flow.resp_ip, flow.proto, icmp_type=flow.icmp_type, icmp_code=flow.icmp_code
-                )
-            else:
-                cid = community_id(flow.orig_ip, flow.resp_ip, flow.proto, flow.orig_port, flow.resp_port)
-            flow.cid = cid
-        return cid
+        return flow_community_id(flow)
 
     def record(self, flow: Flow, reason: str, final: bool) -> dict[str, Any]:
         return flow_record(
-            flow, reason, final, self.community_id(flow), self.internal.direction(flow.orig_ip, flow.resp_ip)
+            flow, reason, final, flow_community_id(flow), self.internal.direction(flow.orig_ip, flow.resp_ip)
         )
+
+
+def flow_community_id(flow: Flow) -> str:
+    """The flow's Community ID, computed once and kept on the flow."""
+    cid = flow.cid
+    if cid is None:
+        if flow.proto == 1 or flow.proto == 58:
+            cid = community_id(
+                flow.orig_ip, flow.resp_ip, flow.proto, icmp_type=flow.icmp_type, icmp_code=flow.icmp_code
+            )
+        else:
+            cid = community_id(flow.orig_ip, flow.resp_ip, flow.proto, flow.orig_port, flow.resp_port)
+        flow.cid = cid
+    return cid

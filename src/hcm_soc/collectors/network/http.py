@@ -177,9 +177,7 @@ class HttpTracker:
         if conn.orig.current is not None:
             conn.requests.append(conn.orig.current)
         if conn.resp.current is not None:
-            self.on_emit(
-                _event(conn, conn.requests.popleft() if conn.requests else None, conn.resp.current)
-            )
+            self.on_emit(_event(conn, conn.requests.popleft() if conn.requests else None, conn.resp.current))
         while conn.requests:
             self.on_emit(_event(conn, conn.requests.popleft(), None))
 

@@ -8,6 +8,11 @@ cdef long _M32, _HALF
 cpdef tuple next_states(int e, int peer, long flags, long plen, bint from_orig, int orig_state)
 
 
+
+@cython.locals(o_inactive=bint, r_inactive=bint, h=str)
+cpdef str tcp_conn_state(int os_, int rs, str history, long long payload_bytes)
+
+
 @cython.locals(d=long)
 cpdef long _delta(long a, long b)
 

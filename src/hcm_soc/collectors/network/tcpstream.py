@@ -100,7 +100,8 @@ def tcp_conn_state(os_: int, rs: int, history: str, payload_bytes: int) -> str:
     if os_ == RESET:
         if r_inactive:
             h = history.lstrip("^")  # Zeek: /\^?S[^HAFGIQ]*R.*/
-            if h.startswith("S") and "R" in h and not any(c in h.split("R", 1)[0] for c in "HAFGIQ"):
+            # a list, not a generator: no closure, so the compiled form is a C function
+            if h.startswith("S") and "R" in h and not any([c in h.split("R", 1)[0] for c in "HAFGIQ"]):
                 return "RSTOS0"
             return "OTH"
         return "RSTO"

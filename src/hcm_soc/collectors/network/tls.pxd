@@ -44,3 +44,10 @@ cdef class TlsTracker:
 cdef bint _side_done(_TlsConn conn, bint client) except? -1
 @cython.locals(tls=dict, client=dict, server=dict, x509=dict, event=dict, tls13=bint)
 cpdef dict _event(_TlsConn conn)
+
+
+@cython.locals(total=Py_ssize_t, pos=Py_ssize_t, end=Py_ssize_t, out=list, etype=int, elen=Py_ssize_t)
+cpdef list _extensions(bytes body, Py_ssize_t pos)
+@cython.locals(version=int, pos=Py_ssize_t, clen=Py_ssize_t, exts=list, etype=int, data=bytes, nlen=Py_ssize_t,
+               alpn=list, p=Py_ssize_t)
+cpdef _decode_client_hello(bytes body)

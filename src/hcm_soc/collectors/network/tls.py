@@ -173,6 +173,20 @@ def _client_fingerprint(h: ClientHello) -> tuple[str, str, tuple[str, ...]]:
     return hit
 
 
+_SERVER_FINGERPRINTS: dict[tuple[Any, ...], str] = {}
+
+
+def _server_fingerprint(h: ServerHello) -> str:
+    """JA3S of a ServerHello, cached: it depends on the version, the cipher and the extension list."""
+    key = (h.legacy_version, h.cipher, h.extensions)
+    hit = _SERVER_FINGERPRINTS.get(key)
+    if hit is None:
+        if len(_SERVER_FINGERPRINTS) >= 4096:
+            _SERVER_FINGERPRINTS.clear()
+        hit = _SERVER_FINGERPRINTS[key] = h.ja3s
+    return hit
+
+
 def _records(payload: bytes) -> tuple[list[tuple[int, bytes]], int]:
     """Split TLS records; returns (records, bytes consumed). A partial record at the end is left."""
     out = []
@@ -225,14 +239,15 @@ def _u16_list(data: bytes) -> tuple[int, ...]:
 def _extensions(body: bytes, pos: int) -> list[tuple[int, bytes]]:
     if pos + 2 > len(body):
         return []  # hellos without extensions are legal
-    (total,) = struct.unpack_from("!H", body, pos)
+    total = (body[pos] << 8) | body[pos + 1]  # byte reads: C loads when compiled, no struct call
     pos += 2
     end = pos + total
     if end > len(body):
         raise _Malformed("extensions overrun")
     out = []
     while pos + 4 <= end:
-        etype, elen = struct.unpack_from("!HH", body, pos)
+        etype = (body[pos] << 8) | body[pos + 1]
+        elen = (body[pos + 2] << 8) | body[pos + 3]
         if pos + 4 + elen > end:
             raise _Malformed("extension overrun")
         out.append((etype, body[pos + 4 : pos + 4 + elen]))
@@ -241,10 +256,10 @@ def _extensions(body: bytes, pos: int) -> list[tuple[int, bytes]]:
 
 
 def _decode_client_hello(body: bytes) -> ClientHello:
-    (version,) = struct.unpack_from("!H", body, 0)
+    version = (body[0] << 8) | body[1]
     pos = 34
     pos += 1 + body[pos]  # session id
-    (clen,) = struct.unpack_from("!H", body, pos)
+    clen = (body[pos] << 8) | body[pos + 1]
     ciphers = _u16_list(body[pos + 2 : pos + 2 + clen])
     pos += 2 + clen
     pos += 1 + body[pos]  # compression methods
@@ -257,7 +272,7 @@ def _decode_client_hello(body: bytes) -> ClientHello:
     alpn: list[str] = []
     for etype, data in exts:
         if etype == _EXT_SNI and len(data) >= 5 and data[2] == 0:
-            (nlen,) = struct.unpack_from("!H", data, 3)
+            nlen = (data[3] << 8) | data[4]
             sni = data[5 : 5 + nlen].decode("utf-8", "replace")
         elif etype == _EXT_GROUPS:
             groups = _u16_list(data[2:])
@@ -273,7 +288,7 @@ def _decode_client_hello(body: bytes) -> ClientHello:
                 alpn.append(data[p + 1 : p + 1 + data[p]].decode("utf-8", "surrogateescape"))
                 p += 1 + data[p]
     return ClientHello(
-        version, ciphers, tuple(e for e, _ in exts), groups, points, sigalgs, versions, sni, tuple(alpn)
+        version, ciphers, tuple([e for e, _ in exts]), groups, points, sigalgs, versions, sni, tuple(alpn)
     )
 
 
@@ -511,7 +526,7 @@ def _event(conn: _TlsConn) -> dict[str, Any]:
         tls["cipher"] = CIPHER_NAMES.get(sh.cipher, f"0x{sh.cipher:04x}")
         if sh.alpn:
             tls["next_protocol"] = sh.alpn
-        server["ja3s"] = sh.ja3s
+        server["ja3s"] = _server_fingerprint(sh)
     if conn.certs:
         leaf = conn.certs[0]
         server.update(subject=leaf.subject, issuer=leaf.issuer)
