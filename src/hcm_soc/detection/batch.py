@@ -39,7 +39,8 @@ are known per shard); the hits searches name the concrete indices found. (docs/d
 
 A search Elasticsearch refuses is cut in halves and sent again, so that one bad rule ends up
 alone with its error. Not batchable: a `PythonCheckedRule` (its candidates are checked in
-Python) is run through `find_matches`; a correlation (not a `CompiledRule`) is refused with
+Python) is run through the matcher (`find_checked_matches`: the rules of one log source and window
+page their candidates once, together); a correlation (not a `CompiledRule`) is refused with
 ValueError.
 """
 
@@ -53,7 +54,14 @@ from typing import TYPE_CHECKING, Any
 from hcm_soc.detection.compiler import PythonCheckedRule
 
 # the one place that turns a hit into a Match: reused so that batch and matcher cannot drift apart
-from hcm_soc.detection.matcher import PAGE_SIZE, SORT, find_matches, match_from_hit, window_filter
+from hcm_soc.detection.matcher import (
+    PAGE_SIZE,
+    SORT,
+    find_checked_matches,
+    find_matches,
+    match_from_hit,
+    window_filter,
+)
 from hcm_soc.detection.model import CompiledRule, Match, MatchResult, Window
 from hcm_soc.errors import HcmSocError
 
@@ -203,12 +211,39 @@ def evaluate_batch_outcomes(
             alone.append(e)  # its batched search failed: isolate it
         else:
             out[e.pos] = e.result()
+    for group in _checked_groups(alone):
+        # Python-checked rules with the same candidates page them once, together
+        rules = [e.compiled for e in group if isinstance(e.compiled, PythonCheckedRule)]
+        try:
+            for e, result in zip(
+                group, find_checked_matches(es, rules, group[0].window, limit=limit), strict=True
+            ):
+                out[e.pos] = result
+        except ApiError:  # run them alone below: the one whose search is refused gets the error
+            alone += group
+    done = set(out)
     for e in alone:
+        if e.pos in done:
+            continue
         try:
             out[e.pos] = find_matches(es, e.compiled, e.window, limit=limit)
         except ApiError as err:  # this rule's own search is refused: the others keep their results
             out[e.pos] = err
     return [out[e.pos] for e in entries]
+
+
+def _checked_groups(alone: list[_Entry]) -> list[list[_Entry]]:
+    """Python-checked entries (not failed ones) with the same candidates and window, 2 or more
+    per group; they are taken out of `alone`."""
+    groups: dict[tuple[str, Window], list[_Entry]] = {}
+    for e in alone:
+        if isinstance(e.compiled, PythonCheckedRule) and e.error is None:
+            key = json.dumps([list(e.compiled.indices), e.compiled.query, e.compiled.scope], sort_keys=True)
+            groups.setdefault((key, e.window), []).append(e)
+    out = [g for g in groups.values() if len(g) > 1]
+    taken = {id(e) for g in out for e in g}
+    alone[:] = [e for e in alone if id(e) not in taken]
+    return out
 
 
 # --- planning --------------------------------------------------------------------------------------

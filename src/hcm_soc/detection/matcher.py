@@ -11,7 +11,8 @@
 - counts `examined`, the events of the rule's log source in the window, in the same first
   request (the rule query is a `post_filter`, the count an aggregation over the scope).
 
-A small window costs one request.
+A small window costs one request. `find_checked_matches` does the same for several
+Python-checked rules with the same candidates in one pass over their pages (the batch uses it).
 
 A `PythonCheckedRule` (a condition Lucene cannot express: `|fieldref`, some regexes) selects
 the events of its log source and `sigma_match` evaluates the whole rule on each, with the same
@@ -21,7 +22,9 @@ value semantics as the Lucene query (case-insensitive on `.caseless`, wildcards,
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -89,7 +92,7 @@ def find_matches(es: Elasticsearch, compiled: CompiledRule, window: Window, *, l
         for hit in hits:
             if hit["_id"] in seen:
                 continue
-            if checked is not None and not any(_eval(t, hit.get("_source", {})) for t in checked):
+            if checked is not None and not checks(checked, hit.get("_source", {})):
                 continue
             if len(matches) == limit:
                 return MatchResult(tuple(matches), examined, truncated=True)
@@ -98,6 +101,80 @@ def find_matches(es: Elasticsearch, compiled: CompiledRule, window: Window, *, l
         if len(hits) < size:
             return MatchResult(tuple(matches), examined)
         search_after = hits[-1]["sort"]
+
+
+def find_checked_matches(
+    es: Elasticsearch, rules: Sequence[PythonCheckedRule], window: Window, *, limit: int
+) -> list[MatchResult]:
+    """For Python-checked rules that select the same candidates (same indices, query and scope),
+    what `find_matches` returns for each, from one pass over the candidate pages instead of one
+    per rule: each rule reads the same hits in the same order and stops where it would alone."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    if not rules:
+        return []
+    first_rule = rules[0]
+    key = _candidates_key(first_rule)
+    if any(_candidates_key(r) != key for r in rules):
+        raise ValueError("find_checked_matches: the rules select different candidates")
+    scope_filter = [window_filter(window)]
+    if first_rule.scope:
+        scope_filter.append(first_rule.scope)
+    states = [_CheckedState(condition_trees(r.checked)) for r in rules]
+    examined = 0
+    search_after: list[Any] | None = None
+    first = True
+    while True:
+        body: dict[str, Any] = {
+            "query": {"bool": {"filter": scope_filter}},
+            "post_filter": first_rule.query,
+            "sort": SORT,
+            "size": PAGE_SIZE,
+            "track_total_hits": False,
+        }
+        if first:
+            body["aggs"] = {"examined": {"filter": {"match_all": {}}}}
+        if search_after is not None:
+            body["search_after"] = search_after
+        resp = es.search(
+            index=",".join(first_rule.indices), allow_no_indices=True, ignore_unavailable=True, **body
+        )
+        if first:
+            examined = int(resp.get("aggregations", {}).get("examined", {}).get("doc_count", 0))
+            first = False
+        hits = resp["hits"]["hits"]
+        for rule, state in zip(rules, states, strict=True):
+            if not state.truncated:
+                state.take(rule, hits, limit)
+        if len(hits) < PAGE_SIZE or all(st.truncated for st in states):
+            return [MatchResult(tuple(st.matches), examined, truncated=st.truncated) for st in states]
+        search_after = hits[-1]["sort"]
+
+
+def _candidates_key(rule: CompiledRule) -> str:
+    return json.dumps([list(rule.indices), rule.query, rule.scope], sort_keys=True)
+
+
+class _CheckedState:
+    """find_matches' loop variables for one Python-checked rule."""
+
+    def __init__(self, trees: list[Any]) -> None:
+        self.trees = trees
+        self.seen: set[str] = set()
+        self.matches: list[Match] = []
+        self.truncated = False
+
+    def take(self, rule: CompiledRule, hits: list[dict[str, Any]], limit: int) -> None:
+        for hit in hits:
+            if hit["_id"] in self.seen:
+                continue
+            if not checks(self.trees, hit.get("_source", {})):
+                continue
+            if len(self.matches) == limit:
+                self.truncated = True
+                return
+            self.seen.add(hit["_id"])
+            self.matches.append(match_from_hit(rule, hit))
 
 
 def match_from_hit(compiled: CompiledRule, hit: dict[str, Any]) -> Match:
@@ -136,7 +213,12 @@ def condition_trees(rule: Any) -> list[Any]:
 def sigma_match(rule: Any, event: dict[str, Any]) -> bool:
     """Whether `event` matches `rule` (a pySigma rule after the hcm-soc pipeline with residual
     conditions kept): any of its conditions holds."""
-    return any(_eval(tree, event) for tree in condition_trees(rule))
+    return checks(condition_trees(rule), event)
+
+
+def checks(trees: Sequence[Any], event: dict[str, Any]) -> bool:
+    """Whether any of the parsed conditions `trees` (`condition_trees`) holds for `event`."""
+    return any(_eval(tree, event) for tree in trees)
 
 
 def _eval(node: Any, event: dict[str, Any]) -> bool:

@@ -85,22 +85,6 @@ NAME_GUARDS = {
     "process.executable" + CASELESS: "process.name" + CASELESS,
     "process.parent.executable" + CASELESS: "process.parent.name" + CASELESS,
 }
-#: lower-cased process fields of Windows events -> the field holding their trigram tokens
-#: (parsers.evtx.gram_tokens): a `contains`/`endswith` there is a phrase of exact terms
-GRAM_FIELDS = {
-    "process.command_line" + CASELESS: "hcm.grams.command_line",
-    "process.executable" + CASELESS: "hcm.grams.executable",
-    "process.parent.command_line" + CASELESS: "hcm.grams.parent_command_line",
-    "process.parent.executable" + CASELESS: "hcm.grams.parent_executable",
-}
-#: the token after a value's last trigram (parsers.evtx.GRAM_END)
-GRAM_END = "end"
-#: events without trigram fields (stamped by the events ingest pipeline): checked with the
-#: wildcard forms, which Lucene skips on every segment where no such event is
-GRAMS_ABSENT = ("hcm.grams.state", "absent")
-#: trigram terms one OR list may send as phrases; a longer list stays a few regexes (Lucene counts
-#: every phrase term against its clause limit)
-GRAM_BUDGET = 1000
 #: hex digits per algorithm (as in parsers.evtx.HASH_LENGTHS)
 HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64, "sha384": 96, "sha512": 128, "imphash": 32}
 #: an OR list with at least this many wildcard values (or keywords) is searched as regexes
@@ -439,8 +423,7 @@ class HcmSocTransformation(PreprocessingTransformation):
         self.processing_item_applied(item)
         if self.keep_residual or source is None or item.value_linking is not ConditionOR:
             return item  # the Python check reads the fields as written; `|all` lists are ANDs
-        # only the EVTX parser writes Windows events, and it fills the trigram fields
-        return _cheaper(item, keyword_fields(source), grams=source.product == "windows")
+        return _cheaper(item, keyword_fields(source))
 
 
 # -- cheaper forms of the same condition (module doc, step 4) ------------------------------------------
@@ -493,59 +476,12 @@ def _endswith_name(value: SigmaType) -> str | None:
     return None if any(c in name for c in "\\/") else name
 
 
-def gram_phrase(value: SigmaType) -> str | None:
-    """The trigram phrase of a lower-cased `*text*` (contains) or `*text` (endswith) whose text
-    has 3 or more characters and no wildcard: the hex tokens `parsers.evtx.gram_tokens` writes
-    for the same characters, in order, then `GRAM_END` for an `endswith`; else None."""
-    if not isinstance(value, SigmaString) or list(value.s[:1]) != [SpecialChars.WILDCARD_MULTI]:
-        return None
-    parts = list(value.s[1:])
-    contains = parts[-1:] == [SpecialChars.WILDCARD_MULTI]
-    if contains:
-        parts = parts[:-1]
-    if len(parts) != 1 or not isinstance(parts[0], str) or len(parts[0]) < 3:
-        return None
-    text = parts[0]
-    grams = [text[i : i + 3].encode("utf-8").hex() for i in range(len(text) - 2)]
-    return " ".join(grams if contains else [*grams, GRAM_END])
-
-
-def _gram_alternative(
-    item: SigmaDetectionItem, values: list[SigmaType], kw_fields: tuple[str, ...]
-) -> tuple[SigmaDetection | None, list[SigmaType]]:
-    """The values of `item` that can be trigram phrases, as `phrases OR (absent AND wildcards)`,
-    and the other values: the phrases on its `GRAM_FIELDS` field answer events the EVTX parser
-    wrote, the same values in their wildcard forms (guarded by `GRAMS_ABSENT`) any other."""
-    target = GRAM_FIELDS.get(item.field or "")
-    if target is None:
-        return None, values
-    phrases: list[SigmaType] = []
-    phrased: list[SigmaType] = []
-    rest: list[SigmaType] = []
-    terms = 0
-    for v in values:
-        phrase = gram_phrase(v)
-        if phrase is None:
-            rest.append(v)
-            continue
-        terms += phrase.count(" ") + 1
-        phrases.append(_literal(phrase))
-        phrased.append(v)
-    if not phrases or terms > GRAM_BUDGET:
-        return None, values
-    absent = _sibling(item, GRAMS_ABSENT[0], [_literal(GRAMS_ABSENT[1])])
-    wildcards = _cheaper(_sibling(item, item.field or "", phrased), kw_fields, guard=False)
-    fallback = SigmaDetection([absent, wildcards], item.source, ConditionAND)
-    return SigmaDetection([_sibling(item, target, phrases), fallback], item.source, ConditionOR), rest
-
-
 def _cheaper(
-    item: SigmaDetectionItem, kw_fields: tuple[str, ...], guard: bool = True, grams: bool = False
+    item: SigmaDetectionItem, kw_fields: tuple[str, ...], guard: bool = True
 ) -> SigmaDetectionItem | SigmaDetection:
     """The same OR list as `item` (values already converted), in forms Elasticsearch builds cheaply:
     hash tokens as exact terms, `Image|endswith: '\\x.exe'` guarded by an exact term on the
-    process name, with `grams` `contains`/`endswith` on the process fields as trigram phrases,
-    `MIN_UNION`+ other wildcard values (or keywords) as few regexes."""
+    process name, `MIN_UNION`+ wildcard values (or keywords) as few regexes."""
     # an expansion (|windash, |base64offset, |cidr …) is "any of these": in an OR list its values
     # are values of the list
     values = [x for v in item.value for x in (v.values if isinstance(v, SigmaExpansion) else [v])]
@@ -564,15 +500,9 @@ def _cheaper(
             names = list(dict.fromkeys(n for _, n in named))
             exact = SigmaDetectionItem(name_field, [], [_literal(n) for n in names], ConditionOR)
             exact.disable_conversion_to_plain()
-            tails = _cheaper(
-                _sibling(item, item.field or "", [v for v, _ in named]), kw_fields, guard=False, grams=grams
-            )
+            tails = _cheaper(_sibling(item, item.field or "", [v for v, _ in named]), kw_fields, guard=False)
             alternatives.append(SigmaDetection([exact, tails], item.source, ConditionAND))
             values = [v for v in values if not any(v is w for w, _ in named)]
-    if grams:
-        phrased, values = _gram_alternative(item, values, kw_fields)
-        if phrased is not None:
-            alternatives.append(phrased)
     if item.field is None:
         # keywords mean `*value*`; bound to the source's keyword fields when those are named
         fields: tuple[str, ...] = () if "*" in "".join(kw_fields) else kw_fields

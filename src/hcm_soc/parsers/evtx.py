@@ -14,10 +14,7 @@ host), so `message` is absent; `event.original` (added by the envelope) keeps th
 
 For detection cost, Sysmon's `Hashes`/`Hash` items also become `hcm.hashes`/`hcm.hash`: every
 `algo=<full-length hex>` token in them, lower-cased (`hash_tokens`), so that a Sigma
-`Hashes|contains: 'MD5=<hash>'` is an exact term look-up (docs/detection-cost.md). The process
-command lines and executables also become `hcm.grams.*`: their lower-cased character trigrams as
-hex tokens (`gram_tokens`), so that a `contains`/`endswith` on them is a phrase of exact terms
-instead of a leading wildcard that walks every term of the field.
+`Hashes|contains: 'MD5=<hash>'` is an exact term look-up (docs/detection-cost.md).
 """
 
 from __future__ import annotations
@@ -566,60 +563,7 @@ def parse_evtx_record(record: Any, ctx: ParseContext) -> Event:
         raw = event_data.get(item)
         if isinstance(raw, str) and (tokens := hash_tokens(raw)):
             out.setdefault("hcm", {})[target] = tokens
-    add_grams(out)
     return out
-
-
-#: ECS process fields -> the `hcm.grams.*` field holding their trigram tokens (detection cost)
-GRAM_FIELDS = {
-    ("command_line",): "command_line",
-    ("executable",): "executable",
-    ("parent", "command_line"): "parent_command_line",
-    ("parent", "executable"): "parent_executable",
-}
-#: the token after a value's last trigram: an `endswith` is a phrase ending with it (a hex
-#: trigram token has an even length, so it cannot be this)
-GRAM_END = "end"
-
-
-def java_lower(s: str) -> str:
-    """`s` lower-cased one character at a time, as the `lowercase` normalizer of `.caseless` does
-    (Python's `lower()` maps U+0130 to two characters and a final sigma by context)."""
-    return "".join("i" if ch == "\u0130" else (low if len(low := ch.lower()) == 1 else ch) for ch in s)
-
-
-def gram_tokens(s: str) -> str | None:
-    """The lower-cased character trigrams of `s`, each as the hex of its UTF-8 bytes, in order,
-    then `GRAM_END`, as one space-separated text.
-
-    Indexed with the standard analyzer (each hex token stays one term, positions in order), a
-    Sigma `contains` of a value of 3 or more characters holds exactly when the phrase of that
-    value's trigram tokens occurs, and an `endswith` when that phrase followed by `GRAM_END`
-    does (docs/detection-cost.md). None for a value the `.caseless` sub-field does not index
-    (longer than its ignore_above), which no wildcard can match either."""
-    if len(s.encode("utf-16-le")) // 2 > _CASELESS_IGNORE_ABOVE:
-        return None
-    low = java_lower(s)
-    grams = [low[i : i + 3].encode("utf-8").hex() for i in range(len(low) - 2)]
-    grams.append(GRAM_END)
-    return " ".join(grams)
-
-
-#: `hcm.grams.state` of an event whose trigram fields are filled; the events ingest pipeline
-#: stamps `absent` on any other event, which detection then checks with the wildcard forms
-GRAMS_PARSED = "parsed"
-
-
-def add_grams(event: Event) -> None:
-    """Fill `hcm.grams.*` of an ECS event from its process fields and mark it `GRAMS_PARSED`."""
-    grams: dict[str, str] = {"state": GRAMS_PARSED}
-    for path, target in GRAM_FIELDS.items():
-        node: Any = event.get("process")
-        for key in path:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, str) and (tokens := gram_tokens(node)) is not None:
-            grams[target] = tokens
-    event.setdefault("hcm", {})["grams"] = grams
 
 
 def _iso(dt: datetime) -> str:

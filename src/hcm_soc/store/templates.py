@@ -96,8 +96,7 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
     base_settings = {"index.number_of_shards": shards, "index.auto_expand_replicas": replicas}
     ecs = ecs_mappings()
     pipeline = {
-        "description": "hcm-soc: stamp event.ingested with the time Elasticsearch received the event; "
-        "mark events without trigram fields (hcm.grams.state)",
+        "description": "hcm-soc: stamp event.ingested with the time Elasticsearch received the event",
         "processors": [
             {
                 "set": {
@@ -106,17 +105,7 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
                     "override": True,
                     "tag": "event_ingested",
                 }
-            },
-            {
-                # an event that reaches the store without the EVTX parser's trigram fields says
-                # so: detection then checks it with the wildcard forms (docs/detection-cost.md)
-                "set": {
-                    "field": "hcm.grams.state",
-                    "value": "absent",
-                    "override": False,
-                    "tag": "grams_state",
-                }
-            },
+            }
         ],
     }
     events_settings = {
@@ -126,11 +115,7 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
                 "index.final_pipeline": names.ingest_pipeline,
                 "index.refresh_interval": "1s",
                 "index.mapping.total_fields.limit": 5000,
-            },
-            # the EVTX parser's trigram tokens are indexed, not kept: derived data, several times
-            # the size of the values, that alerts must not carry (docs/detection-cost.md). Here and
-            # not in the ECS mappings: `_source` cannot change on an existing index (alerts)
-            "mappings": {"_source": {"excludes": ["hcm.grams.*"]}},
+            }
         }
     }
 

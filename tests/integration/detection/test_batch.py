@@ -103,6 +103,15 @@ RULES = {
     "web-passwd-url": ("category: webserver", "sel:\n    c-uri|contains: 'etc/passwd'"),
     # Lucene cannot say it: the batch hands it to find_matches
     "fieldref": ("product: windows\n  category: process_creation", "sel:\n    Image|fieldref: ParentImage"),
+    # also Python-checked (word boundaries), with the same candidates: paged once with fieldref
+    "re-whoami": (
+        "product: windows\n  category: process_creation",
+        "sel:\n    CommandLine|re: '\\bwhoami\\b'",
+    ),
+    "re-noisy": (
+        "product: windows\n  category: process_creation",
+        "sel:\n    CommandLine|re: '\\bnoisy\\.exe\\b'",
+    ),
 }
 
 
@@ -135,7 +144,7 @@ def store(es: Elasticsearch, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         assert not load.problems, load.problems
         compiler = RuleCompiler(scratch.names)
         by_name = {Path(r.path).stem: compiler.compile(r) for r in load.rules}
-        assert isinstance(by_name["fieldref"], PythonCheckedRule)
+        assert all(isinstance(by_name[n], PythonCheckedRule) for n in ("fieldref", "re-whoami", "re-noisy"))
         yield Store(es, scratch.names, a, b, by_name)
 
 
@@ -190,7 +199,10 @@ def test_same_results_as_find_matches_for_many_rules_over_one_window(store: Stor
     assert by_title["batch fieldref"].matches == () and by_title["batch fieldref"].examined > NOISY
     # one _msearch to examine the windows, one to count each rule's events, then rounds of pages
     # (the noisy rule's 1,240 hits need 3);
-    # only the Python-checked rule is searched on its own, exactly as find_matches pages it
+    assert len(by_title["batch re-whoami"].matches) == 30  # case-sensitive: not 'WHOAMI /ALL'
+    assert len(by_title["batch re-noisy"].matches) == NOISY + 40
+    # only the Python-checked rules are searched on their own: the three page their candidates
+    # together, in as many searches as find_matches pages them for one rule
     alone = CountingClient(store.es)
     find_matches(alone, store.rules["fieldref"], store.both, limit=5000)  # type: ignore[arg-type]
     assert counting.search_calls == alone.search_calls

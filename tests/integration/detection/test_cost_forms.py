@@ -121,23 +121,6 @@ CORPUS: dict[str, dict[str, Any]] = {
     "img-slash": _evtx(1, {"Image": "C:/Tools/certutil.exe", "CommandLine": "c"}),
     "logon-no-ip": _evtx(4625, {"TargetUserName": "a", "IpAddress": "-"}, channel="Security"),
     "logon-ip": _evtx(4625, {"TargetUserName": "b", "IpAddress": "10.1.2.3"}, channel="Security"),
-    # trigram phrases (hcm.grams.*): case, near misses, special characters, anchors
-    "gr-hit": _proc('C:\\Tools\\CertUtil.EXE -URLCache -f http://x/a.BAT"'),
-    "gr-scattered": _proc("x-url rlca cache"),  # every trigram of '-urlcache', never in a row
-    "gr-short": _proc("-urlcach e"),
-    "gr-bat-inside": _proc('run a.bat" later'),
-    "gr-specials": _proc('echo "a*b?c" \\\\srv\\c$ \U0001f680x ĐƯỜNG'),
-    "gr-specials-miss": _proc('echo "a*b c" \\srv\\c$ \U0001f681x đuong'),
-    "gr-long": _proc("x" * 8200 + " -urlcache"),  # longer than .caseless's ignore_above
-    "gr-parent": _evtx(
-        4688,
-        {
-            "NewProcessName": "C:\\Windows\\System32\\rundll32.exe",
-            "ParentProcessName": "C:\\Program Files\\Office\\WINWORD.EXE",
-            "CommandLine": "rundll32 shell32.dll,Control_RunDLL",
-        },
-        channel="Security",
-    ),
 }
 
 
@@ -189,24 +172,15 @@ def _compile(store: Store, detection: str, logsource: str) -> CompiledRule:
 
 
 def twins(
-    store: Store,
-    detection: str,
-    logsource: str = "product: windows\ncategory: process_creation",
-    *,
-    grams: bool = True,
+    store: Store, detection: str, logsource: str = "product: windows\ncategory: process_creation"
 ) -> tuple[str, set[str], set[str]]:
     """(the Lucene text as compiled now, its hits, the hits of the per-value form on every
-    `.caseless` field that the cheaper forms replace). `grams=False` compiles the first twin
-    without trigram phrases, to test the other forms on the process fields."""
-    with pytest.MonkeyPatch.context() as mp:
-        if not grams:
-            mp.setattr(pipeline, "GRAM_FIELDS", {})
-        new = _compile(store, detection, logsource)
+    `.caseless` field that the cheaper forms replace)."""
+    new = _compile(store, detection, logsource)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(pipeline, "MIN_UNION", 10**9)
         mp.setattr(pipeline, "HASH_TOKEN_FIELDS", {})
         mp.setattr(pipeline, "NAME_GUARDS", {})
-        mp.setattr(pipeline, "GRAM_FIELDS", {})
         mp.setattr(pipeline, "keyword_fields", lambda source: ("*.caseless",))
         mp.setattr(compiler, "keyword_fields", lambda source: ("*.caseless",))
         old = _compile(store, detection, logsource)
@@ -223,7 +197,6 @@ def test_contains_list_as_one_regex_escapes_specials_and_ignores_case(store: Sto
             CommandLine|contains: ['a/b', 'q"z', 'X Y', '(1+1)', '\U0001f600', 'C:\\Temp\\evil']
         condition: sel
         """,
-        grams=False,
     )
     assert "process.command_line.caseless:/.*(" in lucene
     want = {"slash", "quote", "space-upper", "paren", "emoji", "backslash"}
@@ -232,7 +205,7 @@ def test_contains_list_as_one_regex_escapes_specials_and_ignores_case(store: Sto
 
 def test_wildcards_inside_values_and_anchored_lists(store: Store) -> None:
     lucene, new, old = twins(
-        store, "sel:\n  CommandLine: ['run x? now', 'echo q?z', 'calc ?1+1?']\ncondition: sel", grams=False
+        store, "sel:\n  CommandLine: ['run x? now', 'echo q?z', 'calc ?1+1?']\ncondition: sel"
     )
     assert "/(" in lucene and ").*/" not in lucene  # anchored at both ends: no leading/trailing .*
     assert new == old == {"space-miss", "quote", "paren"}
@@ -240,13 +213,10 @@ def test_wildcards_inside_values_and_anchored_lists(store: Store) -> None:
     lucene, new, old = twins(
         store,
         "sel:\n  CommandLine: ['run x? now', 'echo q?z', 'calc ?1+1?', 'echo q*z', 'tool*run']\ncondition: sel",
-        grams=False,
     )
     assert "/(" in lucene and "echo\\ q*z" in lucene and "tool*run" in lucene
     assert new == old == {"space-miss", "quote", "quote-miss", "paren", "slash", "slash-miss"}
-    lucene, new, old = twins(
-        store, "sel:\n  CommandLine|endswith: ['NOW', 'done', '.TXT']\ncondition: sel", grams=False
-    )
+    lucene, new, old = twins(store, "sel:\n  CommandLine|endswith: ['NOW', 'done', '.TXT']\ncondition: sel")
     assert r"/.*(now|done|\.txt)/" in lucene
     want = {"space-upper", "space-miss", "emoji", "emoji-miss", "backslash", "backslash-miss"}
     assert new == old == want | {"kw-command", "kw-miss"}
@@ -254,7 +224,7 @@ def test_wildcards_inside_values_and_anchored_lists(store: Store) -> None:
 
 def test_a_list_longer_than_one_regex_is_split(store: Store) -> None:
     values = ", ".join(f"'{v}'" for v in LONG)
-    lucene, new, old = twins(store, f"sel:\n  CommandLine|contains: [{values}]\ncondition: sel", grams=False)
+    lucene, new, old = twins(store, f"sel:\n  CommandLine|contains: [{values}]\ncondition: sel")
     assert lucene.count("/.*(") >= 2
     assert new == old == {"long-last", "long-first"}
 
@@ -320,122 +290,13 @@ def test_a_dash_for_an_ip_address_is_searched_in_event_data(store: Store) -> Non
 
 
 def test_endswith_a_file_name_is_guarded_by_the_process_name(store: Store) -> None:
-    lucene, new, old = twins(store, "sel:\n  Image|endswith: '\\\\certutil.exe'\ncondition: sel", grams=False)
+    lucene, new, old = twins(store, "sel:\n  Image|endswith: '\\\\certutil.exe'\ncondition: sel")
     assert "process.name.caseless:certutil.exe AND process.executable.caseless:*\\\\certutil.exe" in lucene
     assert new == old == {"img-hit", "img-4688"}  # not .bak, notcertutil.exe, nor a '/' path
     lucene, new, old = twins(
         store,
         "sel:\n  ParentImage|endswith: ['\\\\mshta.exe', '\\\\wscript.exe', '\\\\cscript.exe', '\\\\x\\\\*']\n"
         "condition: sel",
-        grams=False,
     )
     assert "process.parent.name.caseless:(mshta.exe OR wscript.exe OR cscript.exe)" in lucene
     assert new == old == {"img-4688"}
-
-
-def test_the_other_forms_find_the_same_events_with_trigram_phrases(store: Store) -> None:
-    # every process-field twin above, compiled as the engine compiles it (trigram phrases on)
-    for detection, want in [
-        (
-            "sel:\n  CommandLine|contains: ['a/b', 'q\"z', 'X Y', '(1+1)', '\U0001f600', 'C:\\Temp\\evil']",
-            {"slash", "quote", "space-upper", "paren", "emoji", "backslash"},
-        ),
-        (
-            "sel:\n  CommandLine|endswith: ['NOW', 'done', '.TXT']",
-            {"space-upper", "space-miss", "emoji", "emoji-miss", "backslash", "backslash-miss"}
-            | {"kw-command", "kw-miss"},
-        ),
-        ("sel:\n  Image|endswith: '\\\\certutil.exe'", {"img-hit", "img-4688"}),
-        (
-            "sel:\n  ParentImage|endswith: ['\\\\mshta.exe', '\\\\wscript.exe', '\\\\cscript.exe', '\\\\x\\\\*']",
-            {"img-4688"},
-        ),
-    ]:
-        lucene, new, old = twins(store, detection + "\ncondition: sel")
-        assert "hcm.grams." in lucene
-        assert new == old == want, detection
-    values = ", ".join(f"'{v}'" for v in LONG)  # over GRAM_BUDGET terms: the regex unions stay
-    lucene, new, old = twins(store, f"sel:\n  CommandLine|contains: [{values}]\ncondition: sel")
-    assert "hcm.grams." not in lucene and lucene.count("/.*(") >= 2
-    assert new == old == {"long-last", "long-first"}
-
-
-def test_contains_as_a_trigram_phrase_ignores_case_and_order_matters(store: Store) -> None:
-    lucene, new, old = twins(store, "sel:\n  CommandLine|contains: '-urlcache'\ncondition: sel")
-    assert 'hcm.grams.command_line:"2d7572 75726c 726c63 6c6361 636163 616368 636865"' in lucene
-    # not the event holding every trigram of the value apart, nor one character short, nor a
-    # value longer than the .caseless sub-field indexes
-    assert new == old == {"gr-hit"}
-
-
-def test_endswith_as_a_trigram_phrase_is_anchored(store: Store) -> None:
-    lucene, new, old = twins(store, "sel:\n  CommandLine|endswith: 'A.bat\"'\ncondition: sel")
-    assert 'hcm.grams.command_line:"612e62 2e6261 626174 617422 end"' in lucene
-    assert new == old == {"gr-hit"}  # not 'run a.bat" later'
-
-
-def test_trigram_phrases_with_special_characters(store: Store) -> None:
-    lucene, new, old = twins(
-        store,
-        "sel:\n  CommandLine|contains:\n    - '\"a\\*b\\?c\"'\n    - '\\\\\\\\srv\\\\c$'\n"
-        "    - '\U0001f680X Đ'\n    - 'đường'\ncondition: sel",
-    )
-    phrases = lucene.split("hcm.grams.command_line:(", 1)[1].split(")", 1)[0]
-    assert phrases.count('"') == 8  # all four values, the emoji and the Vietnamese one included
-    assert new == old == {"gr-specials"}
-    # a value of fewer than 3 characters has no trigram: it stays a wildcard
-    lucene, new, old = twins(store, "sel:\n  CommandLine|contains: ['a*b?c', 'Đư']\ncondition: sel")
-    assert "hcm.grams" not in lucene
-    assert new == old == {"gr-specials", "gr-specials-miss"}
-
-
-def test_parent_fields_as_trigram_phrases(store: Store) -> None:
-    lucene, new, old = twins(
-        store,
-        "sel:\n  ParentImage|endswith: '\\\\winword.exe'\n  ParentCommandLine|contains: 'office'\n"
-        "  Image|contains: 'rundll'\ncondition: sel",
-    )
-    assert "hcm.grams.parent_executable" in lucene and "hcm.grams.executable" in lucene
-    assert new == old == set()  # Security 4688 has no parent command line
-    lucene, new, old = twins(
-        store, "sel:\n  ParentImage|endswith: '\\\\winword.exe'\n  Image|contains: 'rundll'\ncondition: sel"
-    )
-    assert new == old == {"gr-parent"}
-
-
-def test_events_without_trigram_fields_are_found_by_the_wildcard_forms(store: Store) -> None:
-    # an event written by anything but the EVTX parser (hand-written ECS events of `rules test`,
-    # another collector) has no hcm.grams.*: the events ingest pipeline marks it `absent` and the
-    # guarded wildcard forms find it, exactly as before
-    doc = _proc("legacy -URLCACHE run")
-    del doc["hcm"]["grams"]
-    index = store.names.events("windows.handmade")
-    store.es.indices.create(index=index, mappings=ecs_mappings(), settings={"index.number_of_replicas": 0})
-    try:
-        store.es.index(
-            index=index, id="handmade", document=doc, refresh="wait_for", pipeline=store.names.ingest_pipeline
-        )
-        marked = store.es.search(index=index, query={"term": {"hcm.grams.state": "absent"}}, size=0)
-        assert marked["hits"]["total"]["value"] == 1
-        lucene, new, old = twins(store, "sel:\n  CommandLine|contains: '-urlcache'\ncondition: sel")
-        assert "hcm.grams.state:absent AND process.command_line.caseless:*\\-urlcache*" in lucene
-        assert new == old == {"gr-hit", "handmade"}
-    finally:
-        store.es.indices.delete(index=index, ignore_unavailable=True)
-
-
-def test_events_stored_before_schema_7_are_not_found_by_phrases(store: Store) -> None:
-    # an event stored before the trigram fields existed has neither the fields nor the `absent`
-    # mark (the pipeline of schema 6 did not set it): the phrase forms cannot find it; the lint
-    # reports the missing field on such indices (docs/detection-cost.md)
-    doc = _proc("legacy -URLCACHE run")
-    del doc["hcm"]["grams"]
-    doc["event"]["ingested"] = datetime.now(UTC).isoformat()
-    index = store.names.events("windows.legacy")
-    store.es.indices.create(index=index, mappings=ecs_mappings(), settings={"index.number_of_replicas": 0})
-    try:
-        store.es.index(index=index, id="legacy", document=doc, refresh="wait_for")  # no pipeline
-        _, new, old = twins(store, "sel:\n  CommandLine|contains: '-urlcache'\ncondition: sel")
-        assert old == {"gr-hit", "legacy"} and new == {"gr-hit"}
-    finally:
-        store.es.indices.delete(index=index, ignore_unavailable=True)
