@@ -71,24 +71,9 @@ def find_matches(es: Elasticsearch, compiled: CompiledRule, window: Window, *, l
     while True:
         # hits of a Python-checked rule are candidates: fetch whole pages
         size = PAGE_SIZE if checked is not None else min(PAGE_SIZE, limit + 1 - len(matches))
-        body: dict[str, Any] = {
-            "query": {"bool": {"filter": scope_filter}},
-            "post_filter": compiled.query,
-            "sort": SORT,
-            "size": size,
-            "track_total_hits": False,
-        }
+        hits, counted = _page(es, compiled, scope_filter, size, search_after, count=first)
         if first:
-            body["aggs"] = {"examined": {"filter": {"match_all": {}}}}
-        if search_after is not None:
-            body["search_after"] = search_after
-        resp = es.search(
-            index=",".join(compiled.indices), allow_no_indices=True, ignore_unavailable=True, **body
-        )
-        if first:
-            examined = int(resp.get("aggregations", {}).get("examined", {}).get("doc_count", 0))
-            first = False
-        hits = resp["hits"]["hits"]
+            examined, first = counted, False
         for hit in hits:
             if hit["_id"] in seen:
                 continue
@@ -101,6 +86,33 @@ def find_matches(es: Elasticsearch, compiled: CompiledRule, window: Window, *, l
         if len(hits) < size:
             return MatchResult(tuple(matches), examined)
         search_after = hits[-1]["sort"]
+
+
+def _page(
+    es: Elasticsearch,
+    compiled: CompiledRule,
+    scope_filter: list[dict[str, Any]],
+    size: int,
+    search_after: list[Any] | None,
+    *,
+    count: bool,
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of the rule's hits in the window, in SORT order; with `count`, also how many events
+    of its log source the window holds (the `examined` of the result; 0 otherwise)."""
+    body: dict[str, Any] = {
+        "query": {"bool": {"filter": scope_filter}},
+        "post_filter": compiled.query,
+        "sort": SORT,
+        "size": size,
+        "track_total_hits": False,
+    }
+    if count:
+        body["aggs"] = {"examined": {"filter": {"match_all": {}}}}
+    if search_after is not None:
+        body["search_after"] = search_after
+    resp = es.search(index=",".join(compiled.indices), allow_no_indices=True, ignore_unavailable=True, **body)
+    examined = int(resp.get("aggregations", {}).get("examined", {}).get("doc_count", 0)) if count else 0
+    return resp["hits"]["hits"], examined
 
 
 def find_checked_matches(
@@ -125,24 +137,9 @@ def find_checked_matches(
     search_after: list[Any] | None = None
     first = True
     while True:
-        body: dict[str, Any] = {
-            "query": {"bool": {"filter": scope_filter}},
-            "post_filter": first_rule.query,
-            "sort": SORT,
-            "size": PAGE_SIZE,
-            "track_total_hits": False,
-        }
+        hits, counted = _page(es, first_rule, scope_filter, PAGE_SIZE, search_after, count=first)
         if first:
-            body["aggs"] = {"examined": {"filter": {"match_all": {}}}}
-        if search_after is not None:
-            body["search_after"] = search_after
-        resp = es.search(
-            index=",".join(first_rule.indices), allow_no_indices=True, ignore_unavailable=True, **body
-        )
-        if first:
-            examined = int(resp.get("aggregations", {}).get("examined", {}).get("doc_count", 0))
-            first = False
-        hits = resp["hits"]["hits"]
+            examined, first = counted, False
         for rule, state in zip(rules, states, strict=True):
             if not state.truncated:
                 state.take(rule, hits, limit)
