@@ -58,6 +58,9 @@ class Notice(BaseModel):
     sent_at: datetime | None = None
     subject: str | None = None  # as rendered at the last attempt (for the timeline and the console)
     claimed_by: str | None = None  # the outbox worker of the last attempt
+    # webhooks: the environment variable holding this notice's signing key (a playbook step's
+    # `secret_env`); the name only — the key itself is never stored. None: the notifier's own key
+    secret_env: str | None = None
     # concurrency token of the read this object came from; not part of the stored document
     seq_no: int | None = Field(default=None, exclude=True)
     primary_term: int | None = Field(default=None, exclude=True)
@@ -82,6 +85,7 @@ class Notice(BaseModel):
         recipient_name: str | None = None,
         language: Language = "vi",
         now: datetime | None = None,
+        secret_env: str | None = None,
     ) -> Notice:
         """A pending notice, due at once, with its deterministic id."""
         now = now or utcnow()
@@ -98,6 +102,7 @@ class Notice(BaseModel):
             next_attempt=now,
             created=now,
             updated=now,
+            secret_env=secret_env,
         )
 
 

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import http.client
 import json
+import os
 import ssl
 from collections.abc import Callable
 from datetime import datetime
@@ -85,6 +86,20 @@ class WebhookNotifier:
             ), target
         return http.client.HTTPConnection(parts.hostname, parts.port, timeout=self.timeout), target
 
+    def _secret_for(self, notice: Notice) -> bytes:
+        """The notice's own key (a playbook step's `secret_env`), else the notifier's."""
+        if not notice.secret_env:
+            return self.secret
+        value = os.environ.get(notice.secret_env)
+        if not value:
+            # permanent for this notice until someone sets it; the outbox keeps it (failed, visible)
+            raise DeliveryError(
+                f"webhook {notice.recipient}: the signing key variable {notice.secret_env} is not set in "
+                "the environment of hcm-soc; set it and re-queue, or remove secret_env from the playbook step",
+                transient=False,
+            )
+        return value.encode("utf-8")
+
     def send(self, notice: Notice, message: RenderedMessage) -> None:
         url = notice.recipient
         conn, target = self._connection(url)
@@ -97,7 +112,7 @@ class WebhookNotifier:
             "Content-Type": "application/json; charset=utf-8",
             "User-Agent": "hcm-soc-webhook/1",
             TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: sign(self.secret, timestamp, body),
+            SIGNATURE_HEADER: sign(self._secret_for(notice), timestamp, body),
             IDEMPOTENCY_HEADER: notice.id,
             "X-HCM-Incident": notice.incident_id,
             "X-HCM-Notice-Kind": notice.kind,

@@ -346,6 +346,7 @@ class StepRunner:
             step_id=step.id,
             channel="webhook",
             recipient=step.url,
+            secret_env=step.secret_env,
             recipient_name=None,
             language=self.settings.notify.language,
             actions=None,
@@ -455,6 +456,7 @@ class StepRunner:
         language: str,
         actions: list[str] | None,
         actor: str,
+        secret_env: str | None = None,
     ) -> int:
         """Put one notice in the durable outbox; 1 if it is new, 0 if it was queued before."""
         from hcm_soc.notify import Notice, ack_url, make_ack_token, notice_context
@@ -480,6 +482,7 @@ class StepRunner:
             recipient_name=recipient_name,
             language=language,  # type: ignore[arg-type]
             now=now,
+            secret_env=secret_env,
         )
         if not self.outbox.enqueue(notice):
             return 0

@@ -94,3 +94,29 @@ def test_non_http_recipient_is_permanent() -> None:
     with pytest.raises(DeliveryError, match="not an http") as info:
         send("file:///etc/passwd")
     assert not info.value.transient
+
+
+def test_a_step_secret_from_the_environment_signs_instead(
+    http_receiver: HttpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HCM_SOC_TEST_FIREWALL_KEY", "firewall-api-key")
+    notice = webhook_notice(http_receiver.url).model_copy(update={"secret_env": "HCM_SOC_TEST_FIREWALL_KEY"})
+    WebhookNotifier(SECRET, timeout=5, clock=lambda: NOW).send(notice, render_notice(notice, timezone="UTC"))
+    [req] = http_receiver.requests
+    h = req["headers"]
+    args = {
+        "timestamp": h["X-HCM-Timestamp"],
+        "body": req["body"],
+        "signature": h["X-HCM-Signature"],
+        "now": NOW,
+    }
+    assert verify_signature(b"firewall-api-key", **args)
+    assert not verify_signature(SECRET, **args)
+
+    monkeypatch.delenv("HCM_SOC_TEST_FIREWALL_KEY")
+    with pytest.raises(DeliveryError, match="HCM_SOC_TEST_FIREWALL_KEY is not set") as err:
+        WebhookNotifier(SECRET, timeout=5, clock=lambda: NOW).send(
+            notice, render_notice(notice, timezone="UTC")
+        )
+    assert err.value.transient is False
+    assert len(http_receiver.requests) == 1  # nothing sent unsigned

@@ -32,6 +32,23 @@ def test_pages_need_a_login(world: World) -> None:
     assert "Đăng nhập" in login.text  # Vietnamese by default
 
 
+def test_an_expired_session_during_the_live_refresh_sends_the_window_to_the_login_page(world: World) -> None:
+    # htmx would follow a 303 and swap the login form into the queue table; it gets HX-Redirect
+    resp = world.http.get(
+        "/incidents/_table?status=new",
+        headers={"HX-Request": "true", "HX-Current-URL": "http://testserver/incidents?status=new"},
+        follow_redirects=False,
+    )
+    assert resp.status_code == 401
+    assert resp.headers["HX-Redirect"] == "/login?next=/incidents%3Fstatus%3Dnew"
+    foreign = world.http.get(
+        "/incidents/_table",
+        headers={"HX-Request": "true", "HX-Current-URL": "https://evil.example//x"},
+        follow_redirects=False,
+    )
+    assert foreign.headers["HX-Redirect"] == "/login?next=/"  # never back to another site
+
+
 def test_analyst_queue_orders_by_priority_and_marks_overdue(world: World) -> None:
     late = world.open_incident(
         "sotttt",

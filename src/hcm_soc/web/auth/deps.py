@@ -19,7 +19,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
@@ -42,10 +42,18 @@ _NOBODY = object()  # request.state marker: looked up already, nobody logged in
 
 class LoginRedirect(StarletteHTTPException):
     """A page asked for a login: 303 to /login?next=<the page>. An HTTPException (not an
-    HcmSocError) so it works with FastAPI's default handler as well as the app's."""
+    HcmSocError) so it works with FastAPI's default handler as well as the app's.
 
-    def __init__(self, next_path: str) -> None:
-        super().__init__(status_code=303, headers={"Location": f"/login?next={quote(next_path, safe='/')}"})
+    For an htmx request (a partial such as the queue's auto-refresh) a 303 would be followed by the
+    browser and the login page swapped into the table; htmx gets 401 with `HX-Redirect` instead and
+    sends the whole window to the login page, back to the page the person was on afterwards."""
+
+    def __init__(self, next_path: str, *, htmx: bool = False) -> None:
+        location = f"/login?next={quote(next_path, safe='/')}"
+        if htmx:
+            super().__init__(status_code=401, detail="login needed", headers={"HX-Redirect": location})
+        else:
+            super().__init__(status_code=303, headers={"Location": location})
 
 
 def _users(request: Request) -> UserStore:
@@ -170,6 +178,13 @@ def page_user(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
     async def dependency(request: Request) -> Principal:
         principal = await run_in_threadpool(get_principal, request)
         if principal is None:
+            if request.headers.get("HX-Request") == "true":
+                current = urlsplit(request.headers.get("HX-Current-URL", ""))
+                # back to the page the person was on (same site only), not to the partial's URL
+                back = (current.path or "/") + (f"?{current.query}" if current.query else "")
+                raise LoginRedirect(
+                    back if back.startswith("/") and not back.startswith("//") else "/", htmx=True
+                )
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             raise LoginRedirect(target)
         if roles and principal.role not in roles:
