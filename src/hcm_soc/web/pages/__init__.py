@@ -9,12 +9,13 @@ for an htmx request, with the partial it replaces.
 
 from fastapi import APIRouter
 
-from hcm_soc.web.pages import admin, incidents, overview, owner
+from hcm_soc.web.pages import account, admin, incidents, overview, owner
 
 router = APIRouter(include_in_schema=False)
 router.include_router(overview.router)
 router.include_router(incidents.router)
 router.include_router(owner.router)
 router.include_router(admin.router)
+router.include_router(account.router)
 
 __all__ = ["router"]

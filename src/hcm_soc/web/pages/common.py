@@ -26,6 +26,7 @@ FLASH_KEYS = frozenset(
         "user_disabled",
         "user_enabled",
         "ack_link",
+        "password_changed",
     }
 )
 
