@@ -8,27 +8,29 @@ only slower (``hcm_soc.collectors.network.compiled()`` tells which is in use).
 
 from __future__ import annotations
 
+import ast
 import os
 import sys
+from pathlib import Path
 
 from setuptools import setup
 
 _NETWORK = "src/hcm_soc/collectors/network/"
-# live.py (sockets, signals) and writer.py (the bulk writer) are not on the per-packet path.
-COMPILED = [
-    "analyzer",
-    "community_id",
-    "dns",
-    "ecs",
-    "flowrecord",
-    "flows",
-    "http",
-    "packet",
-    "packets",
-    "pcapfile",
-    "tcpstream",
-    "tls",
-]
+
+
+def _compiled_modules() -> list[str]:
+    """`COMPILED_MODULES` of the network package, read from its source (the package is not
+    importable before it is built): one list for the build and for the run-time check."""
+    tree = ast.parse(Path(_NETWORK, "__init__.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "COMPILED_MODULES" for t in node.targets
+        ):
+            return list(ast.literal_eval(node.value))
+    raise RuntimeError(f"COMPILED_MODULES not found in {_NETWORK}__init__.py")
+
+
+COMPILED = _compiled_modules()
 
 
 def _extensions() -> list[object]:
