@@ -1,16 +1,15 @@
-"""What every API route needs: the services, the caller (roles checked by AUTH's `api_user`, CSRF
-by `check_csrf` on every POST), and the optimistic-concurrency token of a write."""
+"""What every API route needs: the services, the caller (roles and, for writes, the CSRF token both
+checked by `api_user` on every state-changing session request), and the optimistic-concurrency token of a write."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import Depends, Request
 
 from hcm_soc.web.api.schemas import Role
-from hcm_soc.web.auth import Principal, api_user, check_csrf
+from hcm_soc.web.auth import Principal, api_user
 from hcm_soc.web.errors import ApiError
 from hcm_soc.web.services import WebServices
 
@@ -28,15 +27,10 @@ def reader(*roles: Role) -> Any:
 
 
 def writer(*roles: Role) -> Any:
-    """Dependency for a state-changing route: `reader(*roles)` plus the CSRF check of session
-    callers (token callers are exempt: a browser never sends a bearer token by itself)."""
-    user_dep: Callable[..., Any] = api_user(*roles)
-
-    def dependency(request: Request, principal: Principal = Depends(user_dep)) -> Principal:
-        check_csrf(request, principal)
-        return principal
-
-    return Depends(dependency)
+    """Dependency for a state-changing route. The same as `reader`: `api_user` itself refuses a
+    POST/PUT/PATCH/DELETE of a session without its CSRF token (token callers are exempt: a browser
+    never sends a bearer token by itself); the name says at the route that it writes."""
+    return Depends(api_user(*roles))
 
 
 def actor(principal: Principal) -> str:

@@ -13,7 +13,7 @@ move the lifecycle does not allow is 409 `transition_not_allowed` with the allow
 
 from __future__ import annotations
 
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 
@@ -99,8 +99,7 @@ def list_incidents(
         status=status,
         priority=priority,
         assignee=assignee,
-        # several departments (an owner's) are one terms filter; the service's annotation says str
-        department=cast(Any, departments),
+        department=departments,
         sector=sector,
         rule_id=rule_id,
         query=q,
