@@ -47,6 +47,7 @@ ValueError.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -73,6 +74,12 @@ if TYPE_CHECKING:
 RULES_PER_PAGE = 100
 #: Sub-searches per `_msearch` request (keeps a request body well under http.max_content_length).
 SEARCHES_PER_REQUEST = 100
+#: The largest page of hits (a page's size comes from the counts of its rules; index.max_result_window).
+MAX_PAGE_SIZE = 10_000
+#: Distinct screens per screen search (a `filters` bucket each).
+SCREENS_PER_SEARCH = 250
+#: Count the rules' screens before their queries (detection.screen); off only to measure without.
+SCREEN = True
 #: Backing indices one window of one log source may span (a terms aggregation's size).
 MAX_INDICES = 10_000
 
@@ -105,6 +112,8 @@ class _Entry:
     matches: list[Match] = field(default_factory=list)
     truncated: bool = False
     done: bool = False
+    counted: bool = False  # its exact screen found events: its own count is not needed
+    count: int | None = None  # events its query matches in its window (count step or exact screen)
     error: Exception | None = None
 
     def take(self, hit: dict[str, Any], limit: int) -> None:
@@ -146,6 +155,15 @@ class _Pager:
     @property
     def pending(self) -> list[_Entry]:
         return [e for e in self.entries if not e.done and e.error is None]
+
+    def page_size(self, limit: int) -> int:
+        """Hits per page: enough for every pending rule's events up to its `limit + 1` (their counts
+        are known), so that one page usually ends the search; at least the matcher's PAGE_SIZE and
+        at most MAX_PAGE_SIZE."""
+        wanted = 0
+        for e in self.pending:
+            wanted += PAGE_SIZE if e.count is None else min(e.count, limit + 1)
+        return max(PAGE_SIZE, min(MAX_PAGE_SIZE, wanted + 1))
 
 
 def evaluate_batch(es: Elasticsearch, items: Sequence[Item], *, limit: int) -> list[MatchResult]:
@@ -190,8 +208,7 @@ def evaluate_batch_outcomes(
             batchable.append(e)
     clusters = plan_clusters(batchable)
     _examine(es, clusters)
-    pagers: list[_Pager] = []
-    counters: list[_Pager] = []
+    groups: list[_Pager] = []  # the entries of a cluster with the same target indices (not pages)
     for c in clusters:
         by_targets: dict[tuple[str, ...], list[_Entry]] = {}
         for e in c.entries:
@@ -199,12 +216,22 @@ def evaluate_batch_outcomes(
                 by_targets.setdefault(e.targets, []).append(e)
             else:
                 e.done = True
-        for targets, members in by_targets.items():
-            counters += [_Pager(c, targets, part) for part in _chunks(members, RULES_PER_PAGE)]
+        groups += [_Pager(c, targets, members) for targets, members in by_targets.items()]
+    if SCREEN:
+        _screen(es, groups)
+    counters: list[_Pager] = []
+    for g in groups:
+        uncounted = [e for e in g.pending if not e.counted]
+        # a rule Lucene may refuse to build (a long bounded repetition in a regex can determinize
+        # past its limit) is counted in a search of its own: a refusal then needs no halving
+        risky = [e for e in uncounted if risky_regex(e.compiled.lucene)]
+        safe = [e for e in uncounted if not risky_regex(e.compiled.lucene)]
+        counters += [_Pager(g.cluster, g.targets, part) for part in _chunks(safe, RULES_PER_PAGE)]
+        counters += [_Pager(g.cluster, g.targets, [e]) for e in risky]
     _count(es, counters)
-    for counter in counters:
-        left = counter.pending  # the rules that have events: their hits
-        pagers += [_Pager(counter.cluster, counter.targets, part) for part in _chunks(left, RULES_PER_PAGE)]
+    pagers = [  # the rules that have events: their hits
+        _Pager(g.cluster, g.targets, part) for g in groups for part in _chunks(g.pending, RULES_PER_PAGE)
+    ]
     _page(es, pagers, limit)
     for e in batchable:
         if e.error is not None:
@@ -230,6 +257,15 @@ def evaluate_batch_outcomes(
         except ApiError as err:  # this rule's own search is refused: the others keep their results
             out[e.pos] = err
     return [out[e.pos] for e in entries]
+
+
+_REPEAT = re.compile(r"\{\d*,?(\d+)\}")
+
+
+def risky_regex(lucene: str) -> bool:
+    """Whether a rule's Lucene text holds a bounded repetition of 32 or more (`{0,64}`, `{36}`):
+    such regexes are the ones Lucene may refuse to determinize (TooComplexToDeterminize)."""
+    return "{" in lucene and any(int(m) >= 32 for m in _REPEAT.findall(lucene))
 
 
 def _checked_groups(alone: list[_Entry]) -> list[list[_Entry]]:
@@ -325,7 +361,7 @@ def count_body(pager: _Pager) -> dict[str, Any]:
     }
 
 
-def page_body(pager: _Pager) -> dict[str, Any]:
+def page_body(pager: _Pager, size: int = PAGE_SIZE) -> dict[str, Any]:
     """One page of the hits of the pending entries of `pager`, each clause named by its entry."""
     pending = pager.pending
     windows = sorted({e.window for e in pending}, key=lambda w: (w.start, w.end))
@@ -336,7 +372,7 @@ def page_body(pager: _Pager) -> dict[str, Any]:
         # a bool wrapper carries the name whatever the rule's own query type is
         should.append({"bool": {"filter": [clause], "_name": str(e.pos)}})
     body: dict[str, Any] = {
-        "size": PAGE_SIZE,
+        "size": size,
         "track_total_hits": False,
         "sort": SORT,
         "query": {
@@ -375,6 +411,56 @@ def _examine(es: Elasticsearch, clusters: list[_Cluster]) -> None:
                     e.targets = targets
 
 
+def screen_bodies(group: _Pager) -> list[tuple[list[tuple[str, Window]], dict[str, Any]]]:
+    """The screen searches of a group: its pending entries' distinct (screen, window) pairs,
+    `SCREENS_PER_SEARCH` per size-0 search, a `filters` bucket each; with the keys of the buckets."""
+    keys: dict[tuple[str, Window], dict[str, Any]] = {}
+    for e in group.pending:
+        if e.compiled.screen is not None:
+            keys.setdefault((json.dumps(e.compiled.screen, sort_keys=True), e.window), e.compiled.screen)
+    ordered = list(keys.items())
+    out = []
+    for i in range(0, len(ordered), SCREENS_PER_SEARCH):
+        part = ordered[i : i + SCREENS_PER_SEARCH]
+        windows = sorted({w for (_, w), _ in part}, key=lambda w: (w.start, w.end))
+        shared = len(windows) == 1
+        filters = {
+            str(j): q if shared else {"bool": {"filter": [q, window_filter(w)]}}
+            for j, ((_, w), q) in enumerate(part)
+        }
+        body = {
+            "size": 0,
+            "track_total_hits": False,
+            "query": {"bool": {"filter": _top_filter(group.cluster.scope, windows)}},
+            "aggs": {"screens": {"filters": {"filters": filters}}},
+        }
+        out.append(([k for k, _ in part], body))
+    return out
+
+
+def _screen(es: Elasticsearch, groups: list[_Pager]) -> None:
+    """Count the distinct screens of the pending entries (one `_msearch`): an entry whose screen
+    matches no event is done (its rule cannot match either); one whose exact screen matches events
+    is `counted`. A screen search that fails decides nothing: its rules are counted as usual."""
+    plans = [(g, keys, body) for g in groups for keys, body in screen_bodies(g)]
+    responses = _msearch(es, [(g.targets, body) for g, _, body in plans])
+    for (group, keys, _), resp in zip(plans, responses, strict=True):
+        if _problem(resp) is not None:
+            continue
+        buckets = resp.get("aggregations", {}).get("screens", {}).get("buckets", {})
+        found = {
+            key: int(buckets[str(j)].get("doc_count", 0)) for j, key in enumerate(keys) if str(j) in buckets
+        }
+        for e in group.pending:
+            if e.compiled.screen is None:
+                continue
+            n = found.get((json.dumps(e.compiled.screen, sort_keys=True), e.window))
+            if n == 0:
+                e.done = True  # nothing its screen matches: the rule matches nothing either
+            elif n is not None and e.compiled.screen_exact:
+                e.counted, e.count = True, n
+
+
 def _count(es: Elasticsearch, counters: list[_Pager]) -> None:
     """Mark done every pending entry whose rule matches no event (one `_msearch` per round; a
     refused search is cut in halves like a page, a rule refused alone gets the error)."""
@@ -399,7 +485,10 @@ def _count(es: Elasticsearch, counters: list[_Pager]) -> None:
             buckets = resp.get("aggregations", {}).get("rules", {}).get("buckets", {})
             for e in pending:
                 bucket = buckets.get(str(e.pos))
-                if bucket is not None and int(bucket.get("doc_count", 0)) == 0:
+                if bucket is None:
+                    continue
+                e.count = int(bucket.get("doc_count", 0))
+                if e.count == 0:
                     e.done = True  # no event: an empty result, as find_matches would return
         active = following
 
@@ -407,9 +496,10 @@ def _count(es: Elasticsearch, counters: list[_Pager]) -> None:
 def _page(es: Elasticsearch, pagers: list[_Pager], limit: int) -> None:
     active = [p for p in pagers if p.pending]
     while active:
-        bodies = [(p.targets, page_body(p)) for p in active]
+        sizes = [p.page_size(limit) for p in active]
+        bodies = [(p.targets, page_body(p, size)) for p, size in zip(active, sizes, strict=True)]
         following: list[_Pager] = []
-        for pager, resp in zip(active, _msearch(es, bodies), strict=True):
+        for pager, size, resp in zip(active, sizes, _msearch(es, bodies), strict=True):
             problem = _problem(resp)
             if problem is not None:
                 pending = pager.pending
@@ -430,7 +520,7 @@ def _page(es: Elasticsearch, pagers: list[_Pager], limit: int) -> None:
                     entry = by_name.get(name)
                     if entry is not None and not entry.done:
                         entry.take(hit, limit)
-            last_page = len(hits) < PAGE_SIZE
+            last_page = len(hits) < size
             if last_page:  # every hit of every pending rule has been seen
                 for e in by_name.values():
                     e.done = True

@@ -36,6 +36,7 @@ from hcm_soc.detection.pipeline import (
     scope_detection,
     scope_query,
 )
+from hcm_soc.detection.screen import ANYTHING, Screen, candidates_screen, rule_screen
 from hcm_soc.errors import HcmSocError
 from hcm_soc.store.names import IndexNames
 
@@ -84,6 +85,10 @@ class RuleCompiler:
 
     def lucene(self, rule: LoadedRule) -> str:
         """The Lucene text of `rule` (what `hcm-soc rules convert` prints)."""
+        return self._convert(rule)[0]
+
+    def _convert(self, rule: LoadedRule) -> tuple[str, Screen]:
+        """The Lucene text of `rule` and its screen (`hcm_soc.detection.screen`)."""
         from sigma.backends.elasticsearch import LuceneBackend
         from sigma.exceptions import SigmaError
 
@@ -117,11 +122,15 @@ class RuleCompiler:
         texts = [str(q) for q in queries]
         if not texts:
             raise RuleCompileError(rule, "the conversion produced no query")
-        return texts[0] if len(texts) == 1 else " OR ".join(f"({t})" for t in texts)
+        try:
+            screen = rule_screen(backend, sigma, scoped=True)
+        except (SigmaError, ValueError, TypeError, KeyError, AttributeError, NotImplementedError):
+            screen = ANYTHING  # no screen: the rule is counted with its own query
+        return (texts[0] if len(texts) == 1 else " OR ".join(f"({t})" for t in texts)), screen
 
     def compile(self, rule: LoadedRule) -> CompiledRule:
         try:
-            text = self.lucene(rule)
+            text, (screen, exact) = self._convert(rule)
         except RuleCompileError as e:
             if not e.residual:
                 raise
@@ -135,6 +144,8 @@ class RuleCompiler:
             query=lucene_query(text, keyword_fields(source)),
             indices=(self.names.events_pattern,),
             scope=scope_query(source),
+            screen=None if screen is None else lucene_query(screen, keyword_fields(source)),
+            screen_exact=exact and screen is not None,
         )
 
     def _python_checked(self, rule: LoadedRule, residual: str) -> PythonCheckedRule:
@@ -149,10 +160,16 @@ class RuleCompiler:
         except SigmaError as e:
             raise RuleCompileError(rule, _reason(e)) from None
         text = scope_lucene(source)
+        try:
+            narrowed, _ = candidates_screen(checked)
+        except (SigmaError, ValueError, TypeError, KeyError, AttributeError, NotImplementedError):
+            narrowed = None  # every event of the log source is a candidate
+        if narrowed is not None:
+            text = f"({text}) AND {narrowed}"
         return PythonCheckedRule(
             rule=rule,
             lucene=text,
-            query=lucene_query(text),
+            query=lucene_query(text, keyword_fields(source)),
             indices=(self.names.events_pattern,),
             scope=scope_query(source),
             checked=checked,

@@ -74,6 +74,9 @@ class CompiledRule:
     query: dict[str, Any]
     indices: tuple[str, ...]
     scope: dict[str, Any] = field(default_factory=dict)  # the log-source conditions alone ("examined")
+    # a cheaper query every event of the rule matches (detection.screen), None = none; exact: the same events
+    screen: dict[str, Any] | None = None
+    screen_exact: bool = False
 
 
 @dataclass(frozen=True, slots=True)
