@@ -2,7 +2,7 @@
 
 `evaluate_batch(es, [(compiled, window), ...], limit=…)` returns, item by item, exactly what
 `matcher.find_matches(es, compiled, window, limit=limit)` returns (same matches in the same
-order, keys, `examined`, `truncated`), in two phases:
+order, keys, `examined`, `truncated`), in four steps:
 
 1. **Examine** — items are grouped by (indices, log-source scope) and, inside a group, by
    overlapping windows (a *cluster*). Each cluster becomes one size-0 search of its scope over
@@ -10,16 +10,21 @@ order, keys, `examined`, `truncated`), in two phases:
    it a `terms` aggregation on `_index` (which backing indices hold those events). All clusters
    go out in one `_msearch`. This costs term and range look-ups only, no rule query. A rule
    whose window holds no event of its log source cannot match: it is done.
-2. **Count** — the other rules of a cluster are counted together, `RULES_PER_PAGE` per search,
+2. **Screen** — each rule's screen (`hcm_soc.detection.screen`: its cheap conditions only, implied
+   by the rule) is counted, the distinct screens of a cluster together, `SCREENS_PER_SEARCH` per
+   search: a rule whose screen matches no event cannot match and is done without its query ever
+   being built; an exact screen's count is the rule's count (the rule skips the next step).
+3. **Count** — the other rules of a cluster are counted together, `RULES_PER_PAGE` per search,
    only on the indices that hold their events: one size-0 search of the cluster's scope and
    window with a `filters` aggregation whose buckets are the rules' queries (one bucket per
    item). A rule with no event in its bucket cannot match: it is done. In a SigmaHQ cycle
    nearly every rule ends here, so each rule query is built once, in a count, and only the few
    rules that match are searched for hits (docs/detection-cost.md).
-3. **Hits** — the rules left of a cluster are searched together, `RULES_PER_PAGE` per search,
+4. **Hits** — the rules left of a cluster are searched together, `RULES_PER_PAGE` per search,
    only on the indices that hold their events: one search whose `should` clauses are the rules'
    queries, each named by its item (`_name`), sorted like the matcher (event.ingested, _index,
-   _seq_no); each hit's `matched_queries` says which rules it belongs to. Pages continue with
+   _seq_no), as many hits per page as their counts call for (`_Pager.page_size`); each hit's
+   `matched_queries` says which rules it belongs to. Pages continue with
    `search_after` only for the rules that still need hits: a rule is done at its `limit + 1`-th
    distinct event (truncated) or when the pages run out. Each round of pages is one `_msearch`.
 
