@@ -397,6 +397,10 @@ class Counting:
         self.searches += 1
         return self.es.search(**kw)
 
+    @property
+    def nodes(self) -> Any:  # node info (the batch reads the data nodes' processors once), not counted
+        return self.es.nodes
+
 
 def measure_cycle(
     es: Elasticsearch, rules: list[CompiledRule], window_s: float, rounds: int, limit: int

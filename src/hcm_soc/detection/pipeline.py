@@ -85,6 +85,22 @@ NAME_GUARDS = {
     "process.executable" + CASELESS: "process.name" + CASELESS,
     "process.parent.executable" + CASELESS: "process.parent.name" + CASELESS,
 }
+#: log sources (categories) whose events all carry `file.path` with `file.name` = its basename (the
+#: EVTX parser's `_path` of the same Sysmon item: TargetFilename, ImageLoaded): there an `endswith
+#: '\\x.dll'` on the path implies the name `x.dll` as well
+FILE_NAME_GUARD_CATEGORIES = frozenset(
+    {"file_event", "image_load", "driver_load", "file_change", "create_stream_hash", "file_delete"}
+)
+FILE_NAME_GUARD = {"file.path" + CASELESS: "file.name" + CASELESS}
+
+
+def name_guards(source: DataSource | None) -> Mapping[str, str]:
+    """The executable/path fields whose `endswith '\\name'` implies an exact name, for `source`."""
+    if source is not None and source.product == "windows" and source.category in FILE_NAME_GUARD_CATEGORIES:
+        return {**NAME_GUARDS, **FILE_NAME_GUARD}
+    return NAME_GUARDS
+
+
 #: hex digits per algorithm (as in parsers.evtx.HASH_LENGTHS)
 HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64, "sha384": 96, "sha512": 128, "imphash": 32}
 #: an OR list with at least this many wildcard values (or keywords) is searched as regexes
@@ -423,7 +439,7 @@ class HcmSocTransformation(PreprocessingTransformation):
         self.processing_item_applied(item)
         if self.keep_residual or source is None or item.value_linking is not ConditionOR:
             return item  # the Python check reads the fields as written; `|all` lists are ANDs
-        return _cheaper(item, keyword_fields(source))
+        return _cheaper(item, keyword_fields(source), name_guards(source))
 
 
 # -- cheaper forms of the same condition (module doc, step 4) ------------------------------------------
@@ -477,7 +493,10 @@ def _endswith_name(value: SigmaType) -> str | None:
 
 
 def _cheaper(
-    item: SigmaDetectionItem, kw_fields: tuple[str, ...], guard: bool = True
+    item: SigmaDetectionItem,
+    kw_fields: tuple[str, ...],
+    guards: Mapping[str, str] | None = None,
+    guard: bool = True,
 ) -> SigmaDetectionItem | SigmaDetection:
     """The same OR list as `item` (values already converted), in forms Elasticsearch builds cheaply:
     hash tokens as exact terms, `Image|endswith: '\\x.exe'` guarded by an exact term on the
@@ -491,7 +510,7 @@ def _cheaper(
         if tokens:
             values = [v for v in values if _hash_token(v) is None]
             alternatives.append(_sibling(item, token_field, [SigmaString(t) for t in tokens]))
-    if guard and (name_field := NAME_GUARDS.get(item.field or "")) is not None:
+    if guard and (name_field := (NAME_GUARDS if guards is None else guards).get(item.field or "")) is not None:
         # executable endswith '\x.exe' implies name == 'x.exe' (the parser's basename of the same
         # item): the exact term, in front, lets Lucene skip the wildcard's walk of the executable's
         # terms on every segment where no such name occurs (the conjunction is empty there)

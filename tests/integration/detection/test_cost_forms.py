@@ -119,6 +119,11 @@ CORPUS: dict[str, dict[str, Any]] = {
     "img-bak": _evtx(1, {"Image": "C:\\Temp\\certutil.exe.bak", "CommandLine": "c"}),
     "img-prefix": _evtx(1, {"Image": "C:\\Tools\\notcertutil.exe", "CommandLine": "c"}),
     "img-slash": _evtx(1, {"Image": "C:/Tools/certutil.exe", "CommandLine": "c"}),
+    "file-hit": _evtx(11, {"Image": "C:\\x\\w.exe", "TargetFilename": "C:\\Users\\Public\\EVIL.dll"}),
+    "file-bak": _evtx(11, {"Image": "C:\\x\\w.exe", "TargetFilename": "C:\\Users\\Public\\evil.dll.bak"}),
+    "file-prefix": _evtx(11, {"Image": "C:\\x\\w.exe", "TargetFilename": "C:\\Temp\\notevil.dll"}),
+    "file-slash": _evtx(11, {"Image": "C:\\x\\w.exe", "TargetFilename": "C:/Temp/evil.dll"}),
+    "dll-hit": _evtx(7, {"Image": "C:\\x\\w.exe", "ImageLoaded": "C:\\Temp\\evil.dll"}),
     "logon-no-ip": _evtx(4625, {"TargetUserName": "a", "IpAddress": "-"}, channel="Security"),
     "logon-ip": _evtx(4625, {"TargetUserName": "b", "IpAddress": "10.1.2.3"}, channel="Security"),
 }
@@ -181,6 +186,7 @@ def twins(
         mp.setattr(pipeline, "MIN_UNION", 10**9)
         mp.setattr(pipeline, "HASH_TOKEN_FIELDS", {})
         mp.setattr(pipeline, "NAME_GUARDS", {})
+        mp.setattr(pipeline, "FILE_NAME_GUARD", {})
         mp.setattr(pipeline, "keyword_fields", lambda source: ("*.caseless",))
         mp.setattr(compiler, "keyword_fields", lambda source: ("*.caseless",))
         old = _compile(store, detection, logsource)
@@ -300,3 +306,19 @@ def test_endswith_a_file_name_is_guarded_by_the_process_name(store: Store) -> No
     )
     assert "process.parent.name.caseless:(mshta.exe OR wscript.exe OR cscript.exe)" in lucene
     assert new == old == {"img-4688"}
+
+
+def test_endswith_a_file_name_on_sysmon_file_events_is_guarded_by_the_file_name(store: Store) -> None:
+    file_event = "product: windows\ncategory: file_event"
+    lucene, new, old = twins(
+        store, "sel:\n  TargetFilename|endswith: '\\\\evil.dll'\ncondition: sel", file_event
+    )
+    assert "file.name.caseless:evil.dll AND file.path.caseless:*\\\\evil.dll" in lucene
+    assert new == old == {"file-hit"}  # not .bak, notevil.dll, nor a '/' path
+    lucene, new, old = twins(
+        store,
+        "sel:\n  ImageLoaded|endswith: '\\\\evil.dll'\ncondition: sel",
+        "product: windows\ncategory: image_load",
+    )
+    assert "file.name.caseless:evil.dll" in lucene
+    assert new == old == {"dll-hit"}

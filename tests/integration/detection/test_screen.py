@@ -207,9 +207,11 @@ class Recording:
     def __init__(self, es: Elasticsearch) -> None:
         self.es = es
         self.bodies: list[dict[str, Any]] = []
+        self.concurrency: list[int | None] = []
 
     def msearch(self, **kw: Any) -> Any:
         self.bodies += kw["searches"][1::2]
+        self.concurrency.append(kw.get("max_concurrent_searches"))
         return self.es.msearch(**kw)
 
     def search(self, **kw: Any) -> Any:
@@ -267,3 +269,27 @@ def test_a_python_checked_rule_fetches_only_the_candidates_lucene_selects(store:
     assert [m.key for m in narrowed.matches] == [m.key for m in everything.matches] == [store.ids[10]]
     assert narrowed.examined == everything.examined == 13  # the process events of the window
     assert _count(store, rule, rule.query) == 2  # the two notepad 'secret' events, not all thirteen
+
+
+class WithNodes(Recording):
+    @property
+    def nodes(self) -> Any:
+        return self.es.nodes
+
+
+def test_searches_run_as_many_at_once_as_the_data_nodes_have_processors(store: Store) -> None:
+    info = store.es.nodes.info(metric="os")["nodes"].values()
+    processors = sum(
+        n["os"]["allocated_processors"] for n in info if any(r.startswith("data") for r in n["roles"])
+    )
+    assert batch.search_concurrency(store.es) == processors > 0
+    client = WithNodes(store.es)
+    items = [(c, store.window) for c in store.rules.values()]
+    batch.evaluate_batch(client, items, limit=100)  # type: ignore[arg-type]
+    several = [c for c in client.concurrency if c is not None]  # msearches of 2+ searches
+    assert several and set(several) == {processors}
+    # a client without node info (a wrapper): Elasticsearch's own default
+    plain = Recording(store.es)
+    assert batch.search_concurrency(plain) is None  # type: ignore[arg-type]
+    batch.evaluate_batch(plain, items, limit=100)  # type: ignore[arg-type]
+    assert set(plain.concurrency) == {None}

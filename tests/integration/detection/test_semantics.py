@@ -69,7 +69,7 @@ def _image_load(path: str, signed: bool) -> dict[str, Any]:
     return {
         "event": {"module": "windows", "code": "7"},
         "winlog": {"channel": SYSMON, "event_id": "7", "event_data": {"ImageLoaded": path}},
-        "file": {"path": path, "code_signature": {"signed": signed}},
+        "file": {"path": path, "name": path.rsplit("\\", 1)[-1], "code_signature": {"signed": signed}},
     }
 
 
