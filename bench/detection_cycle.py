@@ -2,7 +2,8 @@
 and the engine's ingest-to-alert latency on a 10-second interval.
 
     .venv/bin/python bench/detection_cycle.py [--es-url URL] [--events N] [--rate R] [--window S]
-        [--rounds K] [--latency-events M] [--latency-rules marker|all] [--no-rollover] [--json]
+        [--rounds K] [--latency-events M] [--latency-rules marker|all] [--no-rollover] [--no-settle]
+        [--json]
 
 Elasticsearch is `--es-url`, else HCM_SOC_ES_URL, else http://127.0.0.1:9270. Everything goes under
 a fresh prefix (`bench<random>`, templates installed, removed at the end unless `--keep`).
@@ -18,6 +19,9 @@ a fresh prefix (`bench<random>`, templates installed, removed at the end unless 
    window lives in fresh backing indices and `can_match` skips the stored ones; `--no-rollover`
    keeps the stored events in the write indices with the stream (every rule query then meets the
    term dictionaries of 1M events: far slower for both methods, see docs/detection-cost.md).
+   Then the benchmark waits until Elasticsearch has finished merging the stored events' segments
+   (`--no-settle`: it does not; loading 1M events in minutes leaves merges running for minutes
+   more, on the cores the measured searches need — not the steady state of a city's cluster).
 3. A stream of R events/s (default 1,000) from the same generator runs through a second
    `BulkWriter` for the rest of the benchmark. The benchmark waits one window so that the
    measured window holds stream events only.
@@ -344,6 +348,27 @@ def load_stored(es: Elasticsearch, names: IndexNames, n: int) -> dict[str, float
     return {"events": n, "seconds": round(seconds, 1), "events_per_s": round(n / seconds)}
 
 
+def settle(es: Elasticsearch, pattern: str, timeout: float) -> float:
+    """Wait (at most `timeout` s) until no merge runs on the indices of `pattern` for 5 s in a row;
+    return the seconds waited. Loading 1,000,000 events in a few minutes leaves Elasticsearch merging
+    their segments for minutes more, on the same cores the measured searches need; a cluster that has
+    stored its events over days is not doing that, and the measurement should not see it either."""
+    started = time.monotonic()
+    quiet_since: float | None = None
+    while time.monotonic() - started < timeout:
+        stats = es.indices.stats(index=pattern, metric="merge", expand_wildcards="all")
+        current = int(stats["_all"]["total"]["merges"]["current"])
+        now = time.monotonic()
+        if current == 0:
+            quiet_since = quiet_since or now
+            if now - quiet_since >= 5.0:
+                break
+        else:
+            quiet_since = None
+        time.sleep(1.0)
+    return round(time.monotonic() - started, 1)
+
+
 class Streamer(threading.Thread):
     """`rate` events/s through a BulkWriter (as a collector sends them) until stopped; `inject` adds a
     marker event and returns its id."""
@@ -582,6 +607,14 @@ def main(argv: list[str] | None = None) -> int:
         help="roll the event streams over after loading, as a size/age rollover would (default: yes)",
     )
     ap.add_argument(
+        "--settle",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="before the stream starts, wait until Elasticsearch has finished merging the stored "
+        "events (a steady state: a city's stored events were written long before; default: yes)",
+    )
+    ap.add_argument("--settle-timeout", type=float, default=600.0, help="longest wait for the merges (s)")
+    ap.add_argument(
         "--sigma-dir",
         type=Path,
         default=Path(os.environ.get("HCM_SOC_SIGMAHQ_DIR") or REPO.parent / "shared/corpus/sigmahq"),
@@ -628,6 +661,9 @@ def main(argv: list[str] | None = None) -> int:
             for ds in resolved.get("data_streams", []):
                 es.indices.rollover(alias=ds["name"])
         out["rollover"] = args.rollover
+        if args.settle:
+            out["settle_s"] = settle(es, names.events_pattern, args.settle_timeout)
+            progress(f"stored events' merges settled in {out['settle_s']} s")
         streamer = Streamer(es, names, args.rate)
         streamer.start()
         progress(
