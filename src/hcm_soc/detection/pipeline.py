@@ -510,7 +510,10 @@ def _cheaper(
         if tokens:
             values = [v for v in values if _hash_token(v) is None]
             alternatives.append(_sibling(item, token_field, [SigmaString(t) for t in tokens]))
-    if guard and (name_field := (NAME_GUARDS if guards is None else guards).get(item.field or "")) is not None:
+    if (
+        guard
+        and (name_field := (NAME_GUARDS if guards is None else guards).get(item.field or "")) is not None
+    ):
         # executable endswith '\x.exe' implies name == 'x.exe' (the parser's basename of the same
         # item): the exact term, in front, lets Lucene skip the wildcard's walk of the executable's
         # terms on every segment where no such name occurs (the conjunction is empty there)
