@@ -1,6 +1,7 @@
 # Compiled form of analyzer.py (Cython's pure-Python mode): the per-packet dispatch in C.
 cimport cython
 
+from hcm_soc.collectors.network.ecs cimport fixed6
 from hcm_soc.collectors.network.dns cimport DnsPairing, DnsMessage, parse_dns
 from hcm_soc.collectors.network.flowrecord cimport Flow
 from hcm_soc.collectors.network.flows cimport FlowTable, flow_community_id

@@ -36,6 +36,7 @@ import cython
 
 from hcm_soc.collectors.network.community_id import community_id
 from hcm_soc.collectors.network.dns import DnsPairing, parse_dns
+from hcm_soc.collectors.network.ecs import fixed6
 from hcm_soc.collectors.network.flowrecord import Flow
 from hcm_soc.collectors.network.flows import FlowTable, flow_community_id
 from hcm_soc.collectors.network.http import HttpTracker
@@ -354,5 +355,5 @@ class NetworkAnalyzer:
             conn = flow.ext
             if isinstance(conn, _Conn):
                 conn.records += 1
-                return f"{dataset}|{cid}|{flow.conn_start:.6f}|{conn.records}"
+                return f"{dataset}|{cid}|{fixed6(flow.conn_start)}|{conn.records}"
         return f"{dataset}|{cid}|{event.get('@timestamp', '')}"

@@ -1,6 +1,9 @@
 # Compiled form of dns.py (Cython's pure-Python mode): name decoding in C.
 cimport cython
 
+from hcm_soc.collectors.network.ecs cimport iso
+from hcm_soc.collectors.network.packet cimport cut
+
 
 @cython.locals(labels=list, end=Py_ssize_t, jumps=int, pos=Py_ssize_t, total=Py_ssize_t, size=Py_ssize_t,
                length=int, stop=Py_ssize_t)
@@ -36,8 +39,12 @@ cdef class DnsMessage:
 
 @cython.locals(pos=Py_ssize_t, questions=list, answers=list, ident=long, flags=long, qd=long, an=long,
                ns=long, ar=long, qtype=long, qclass=long, rtype=long, rclass=long, ttl=long, rdlen=Py_ssize_t,
-               name=str)
+               name=str, q=DnsQuestion, a=DnsAnswer, msg=DnsMessage)
 cpdef DnsMessage _parse(bytes buf)
+@cython.locals(cache=dict, names=tuple)
+cpdef tuple _header_flags(long flags)
+@cython.locals(rd=bytes)
+cpdef object _rdata(bytes buf, long rtype, Py_ssize_t start, Py_ssize_t length)
 cpdef DnsMessage parse_dns(bytes payload)
 
 
@@ -60,3 +67,8 @@ cdef class DnsPairing:
 
 @cython.locals(main=DnsMessage, dns=dict, a=DnsAnswer, q=DnsQuestion, questions=tuple)
 cpdef dict _event(double ts, tuple key, DnsMessage query, DnsMessage response)
+@cython.locals(name=object)
+cpdef str _name(dict names, long value)
+cpdef dict _endpoint(str ip, object port)
+@cython.locals(parts=dict, cache=dict)
+cpdef dict _domain_parts(str name)

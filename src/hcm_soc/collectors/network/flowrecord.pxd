@@ -1,6 +1,7 @@
 # Compiled form of flowrecord.py (Cython's pure-Python mode): the flow's fields get C types.
 cimport cython
 
+from hcm_soc.collectors.network.ecs cimport fixed6, iso_us
 from hcm_soc.collectors.network.packet cimport Packet
 from hcm_soc.collectors.network.tcpstream cimport tcp_conn_state
 
@@ -48,10 +49,18 @@ cdef class InternalRanges:
     cdef public list _v4
     cdef public dict cache
 
+    @cython.locals(value=cython.longlong, hit=bint, net=cython.longlong, mask=cython.longlong)
+    cpdef bint _lookup(self, str ip)
     @cython.locals(cache=dict)
     cpdef str direction(self, str src, str dst)
 
 
+@cython.locals(value=cython.longlong, octet=cython.longlong, digits=int, dots=int, ch=cython.Py_UCS4)
+cpdef long long _dotted_quad(str ip)
+
+
+@cython.locals(x=double, us=cython.longlong, rest=double)
+cpdef object _duration_ns(double first, double last)
 @cython.locals(proto=int, opkts=cython.longlong, rpkts=cython.longlong, obytes=cython.longlong,
-               rbytes=cython.longlong, first=double, last=double)
+               rbytes=cython.longlong, first=double, last=double, port_protocols=dict)
 cpdef dict flow_record(Flow flow, str reason, bint final, str cid, str direction)

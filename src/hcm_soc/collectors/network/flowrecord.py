@@ -16,14 +16,13 @@ per-second cache in :mod:`ecs`, and the direction from a per-address cache.
 from __future__ import annotations
 
 import ipaddress
-import socket
 from collections.abc import Callable
 from typing import Any
 
 import cython
 
 from hcm_soc.collectors.network.community_id import icmp_ports
-from hcm_soc.collectors.network.ecs import iso_us
+from hcm_soc.collectors.network.ecs import fixed6, iso_us
 from hcm_soc.collectors.network.packet import Packet
 from hcm_soc.collectors.network.tcpstream import INACTIVE, STATE_DESCRIPTIONS, tcp_conn_state
 
@@ -54,8 +53,6 @@ _DIRECTIONS = {
     (False, True): "inbound",
     (False, False): "external",
 }
-_aton = socket.inet_aton
-_ntoa = socket.inet_ntoa
 _NAMES = {proto: (name, str(proto)) for proto, name in TRANSPORT_NAMES.items()}
 
 
@@ -173,22 +170,26 @@ class InternalRanges:
     def __call__(self, ip: str) -> bool:
         hit = self.cache.get(ip)
         if hit is None:
-            try:
-                packed = _aton(ip)
-            except OSError:
-                packed = b""
-            if packed and _ntoa(packed) == ip:  # a canonical dotted quad (inet_aton takes "10.1" too)
-                value = int.from_bytes(packed, "big")
-                hit = any(value & mask == net for net, mask in self._v4)
-            else:
-                try:
-                    addr = ipaddress.ip_address(ip)
-                except ValueError:
-                    return False
-                hit = any(addr in n for n in self.nets if n.version == addr.version)
-            if len(self.cache) >= 65_536:
-                self.cache.clear()
-            self.cache[ip] = hit
+            return self._lookup(ip)
+        return hit
+
+    def _lookup(self, ip: str) -> bool:
+        """First sight of ``ip`` (or after the cache was cleared): decide and cache."""
+        value = _dotted_quad(ip)
+        if value >= 0:
+            hit = False
+            for net, mask in self._v4:
+                if value & mask == net:
+                    hit = True
+                    break
+        else:
+            inside = _in_networks(self.nets, ip)
+            if inside is None:  # not an address: not cached
+                return False
+            hit = inside
+        if len(self.cache) >= 65_536:
+            self.cache.clear()
+        self.cache[ip] = hit
         return hit
 
     def direction(self, src: str, dst: str) -> str:
@@ -196,15 +197,68 @@ class InternalRanges:
         cache = self.cache
         s = cache.get(src)
         if s is None:
-            s = self(src)
+            s = self._lookup(src)
         d = cache.get(dst)
         if d is None:
-            d = self(dst)
+            d = self._lookup(dst)
         return _DIRECTIONS[s, d]
+
+
+def _dotted_quad(ip: str) -> int:
+    """The 32-bit value of a canonical dotted quad (four decimal numbers 0-255 without leading
+    zeros, as ``inet_ntoa`` writes them), else -1: the strings ``inet_aton`` takes but does not
+    write back ("10.1", "010.0.0.1") are left to ``ipaddress``, as before. One pass over the
+    characters (C code when compiled: a first-seen address is that cheap)."""
+    value = 0
+    octet = 0
+    digits = 0
+    dots = 0
+    for ch in ip:
+        if ch == ".":
+            if digits == 0 or dots == 3:
+                return -1
+            value = (value << 8) | octet
+            octet = 0
+            digits = 0
+            dots += 1
+        elif "0" <= ch <= "9":
+            if digits == 1 and octet == 0:  # a leading zero
+                return -1
+            octet = octet * 10 + (ord(ch) - 48)
+            if octet > 255:
+                return -1
+            digits += 1
+        else:
+            return -1
+    if dots != 3 or digits == 0:
+        return -1
+    return (value << 8) | octet
+
+
+def _in_networks(nets: list[Any], ip: str) -> bool | None:
+    """Is ``ip`` (any form ``ipaddress`` reads) in one of ``nets``? None when it is no address."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    return any(addr in n for n in nets if n.version == addr.version)
 
 
 def direction_of(internal: Callable[[str], bool], src: str, dst: str) -> str:
     return _DIRECTIONS[internal(src), internal(dst)]
+
+
+def _duration_ns(first: float, last: float) -> int:
+    """``round((last - first) * 1e6) * 1000``: whole microseconds, half-even like ``round``, in C
+    arithmetic when compiled (``x - int(x)`` is exact below 2**52)."""
+    x = (last - first) * 1e6
+    if not 0.0 <= x < 4_503_599_627_370_496.0:
+        return round(x) * 1000
+    us = int(x)
+    rest = x - us
+    if rest > 0.5 or (rest == 0.5 and us & 1):
+        us += 1
+    return us * 1000
 
 
 def flow_record(flow: Flow, reason: str, final: bool, cid: str, direction: str) -> dict[str, Any]:
@@ -232,7 +286,8 @@ def flow_record(flow: Flow, reason: str, final: bool, cid: str, direction: str) 
             "bytes": rbytes,
             "port": flow.resp_port,
         }
-        protocol = flow.protocol or PORT_PROTOCOLS.get(flow.resp_port)
+        port_protocols = PORT_PROTOCOLS  # a typed local when compiled: a C dict lookup
+        protocol = flow.protocol or port_protocols.get(flow.resp_port)
     else:
         source = {"ip": orig_ip, "packets": opkts, "bytes": obytes}
         destination = {"ip": resp_ip, "packets": rpkts, "bytes": rbytes}
@@ -268,7 +323,7 @@ def flow_record(flow: Flow, reason: str, final: bool, cid: str, direction: str) 
             "start": start,
             "end": iso_us(last),
             # timestamps are floats (~0.2 µs resolution today): whole microseconds are honest
-            "duration": round((last - first) * 1e6) * 1000,
+            "duration": _duration_ns(first, last),
         },
         "source": source,
         "destination": destination,
@@ -277,7 +332,7 @@ def flow_record(flow: Flow, reason: str, final: bool, cid: str, direction: str) 
         "zeek": {"connection": connection},
         "hcm": {
             "flow": {
-                "id_key": f"{cid}|{flow.conn_start:.6f}|{flow.segment}",
+                "id_key": f"{cid}|{fixed6(flow.conn_start)}|{flow.segment}",
                 "state_description": description,
                 "segment": flow.segment,
                 "end_reason": reason,

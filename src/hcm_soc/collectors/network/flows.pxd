@@ -1,7 +1,8 @@
 # Compiled form of flows.py (Cython's pure-Python mode): the flow table's per-packet path in C.
 cimport cython
 
-from hcm_soc.collectors.network.flowrecord cimport Flow, InternalRanges
+from hcm_soc.collectors.network.community_id cimport ports_community_id
+from hcm_soc.collectors.network.flowrecord cimport Flow, InternalRanges, flow_record
 from hcm_soc.collectors.network.packet cimport Packet
 
 cdef long _A, _D, _T, _M32

@@ -31,7 +31,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from hcm_soc.collectors.network.community_id import community_id, icmp_ports
+import cython
+
+from hcm_soc.collectors.network.community_id import community_id, icmp_ports, ports_community_id
 from hcm_soc.collectors.network.flowrecord import (
     PORT_PROTOCOLS,
     Flow,
@@ -185,7 +187,9 @@ class FlowTable:
                 low = False
         else:
             key, low = self._key(p)
-        flow = self._flows.get(key)
+        # Read through the dict the OrderedDict is (a C lookup when compiled, not a method call);
+        # writes go through the OrderedDict itself, which keeps the order.
+        flow = cython.cast(dict, self._flows).get(key)
         if flow is None:
             flow = self._new(key, p, low)
         elif flow.closed_at is not None and p.tcp_flags & (SYN | ACK) == SYN and proto == 6:
@@ -418,6 +422,6 @@ def flow_community_id(flow: Flow) -> str:
                 flow.orig_ip, flow.resp_ip, flow.proto, icmp_type=flow.icmp_type, icmp_code=flow.icmp_code
             )
         else:
-            cid = community_id(flow.orig_ip, flow.resp_ip, flow.proto, flow.orig_port, flow.resp_port)
+            cid = ports_community_id(flow.orig_ip, flow.resp_ip, flow.proto, flow.orig_port, flow.resp_port)
         flow.cid = cid
     return cid

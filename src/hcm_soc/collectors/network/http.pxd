@@ -2,6 +2,8 @@
 # segment path and header parsing with typed locals.
 cimport cython
 
+from hcm_soc.collectors.network.ecs cimport protocol_event
+
 
 cdef class _Message:
     cdef public double ts

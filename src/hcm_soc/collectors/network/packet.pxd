@@ -1,5 +1,11 @@
 # Compiled form of packet.py (Cython's pure-Python mode): C types for the fields.
 cimport cython
+
+
+@cython.locals(size=Py_ssize_t)
+cpdef bytes cut(bytes buf, Py_ssize_t start, Py_ssize_t stop)
+
+
 cdef class Packet:
     cdef public double ts
     cdef public int ip_version

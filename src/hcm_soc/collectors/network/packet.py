@@ -10,7 +10,21 @@ from __future__ import annotations
 
 import cython
 
-__all__ = ["Packet"]
+__all__ = ["Packet", "cut"]
+
+
+def cut(buf: bytes, start: int, stop: int) -> bytes:
+    """``buf[start:stop]``. Compiled, a slice of the C buffer (one bytes allocation) instead of
+    slicing the object, which first builds a slice object: the decoders' field slices cost half
+    as much. Same result as the slice, bounds clamped alike."""
+    if cython.compiled and start >= 0 and stop >= 0:
+        size = len(buf)
+        if stop > size:
+            stop = size
+        if start >= stop:
+            return b""
+        return cython.cast(cython.p_char, buf)[start:stop]
+    return buf[start:stop]
 
 
 @cython.no_gc  # holds no containers of objects: no cycles, no cyclic-GC bookkeeping per packet

@@ -76,6 +76,16 @@ def _le32(buf: bytes, pos: int) -> int:
     return (d << 24) | (c << 16) | (b << 8) | a
 
 
+@cython.cfunc
+@cython.locals(cache=dict, addr=cython.ulong)
+def _dotted(cache: dict[int, str], addr: int) -> str:
+    """The dotted quad of an IPv4 address, kept in ``cache`` (bounded like the decoder's)."""
+    if len(cache) >= 65_536:
+        cache.clear()
+    text = cache[addr] = f"{addr >> 24}.{(addr >> 16) & 255}.{(addr >> 8) & 255}.{addr & 255}"
+    return text
+
+
 class PcapError(HcmSocError):
     """A capture file cannot be read (further): says which file, where and why."""
 
@@ -201,6 +211,8 @@ def iter_pcap(
     made=Packet,
     ips=dict,  # the decoder's address cache: a C dict lookup, not a `.get` method call
     key=bytes,
+    v4=dict,
+    addr=cython.ulong,
 )
 def _read_pcap(path: Path, c: _Chunks, decoder: FrameDecoder) -> Iterator[Packet]:
     if not c.ensure(24):
@@ -214,6 +226,7 @@ def _read_pcap(path: Path, c: _Chunks, decoder: FrameDecoder) -> Iterator[Packet
     slow = decoder._decode
     ips = decoder._ips
     ip_string = decoder._ip_string
+    v4: dict[int, str] = {}  # compiled: IPv4 address (as an integer) -> its dotted quad
 
     number = 0
     while True:
@@ -255,14 +268,25 @@ def _read_pcap(path: Path, c: _Chunks, decoder: FrameDecoder) -> Iterator[Packet
                             l4_end = stop
                         proto = buf[ip + 9]
                         if ihl >= 20 and total >= ihl:
-                            key = buf[ip + 12 : ip + 16]
-                            src = ips.get(key)
-                            if src is None:
-                                src = ip_string(key)
-                            key = buf[ip + 16 : ip + 20]
-                            dst = ips.get(key)
-                            if dst is None:
-                                dst = ip_string(key)
+                            # compiled, addresses are cached by their integer: no bytes object, no hashing
+                            if cython.compiled:
+                                addr = _be32(buf, ip + 12)
+                                src = v4.get(addr)
+                                if src is None:
+                                    src = _dotted(v4, addr)
+                                addr = _be32(buf, ip + 16)
+                                dst = v4.get(addr)
+                                if dst is None:
+                                    dst = _dotted(v4, addr)
+                            else:
+                                key = buf[ip + 12 : ip + 16]
+                                src = ips.get(key)
+                                if src is None:
+                                    src = ip_string(key)
+                                key = buf[ip + 16 : ip + 20]
+                                dst = ips.get(key)
+                                if dst is None:
+                                    dst = ip_string(key)
                             if proto == 6 and l4_end - l4 >= 20:
                                 doff = (buf[l4 + 12] >> 4) << 2
                                 if doff >= 20:
@@ -284,7 +308,7 @@ def _read_pcap(path: Path, c: _Chunks, decoder: FrameDecoder) -> Iterator[Packet
                                         made.dst_port = dport
                                         made.tcp_flags = buf[l4 + 13]
                                         made.length = total
-                                        made.payload = buf[l4 + doff : l4_end]
+                                        made.payload = cython.cast(cython.p_char, buf)[l4 + doff : l4_end]
                                         made.seq = seq
                                         made.ack = ack
                                         yield made
@@ -310,7 +334,7 @@ def _read_pcap(path: Path, c: _Chunks, decoder: FrameDecoder) -> Iterator[Packet
                                     made.src_port = sport
                                     made.dst_port = dport
                                     made.length = total
-                                    made.payload = buf[l4 + 8 : l4_end]
+                                    made.payload = cython.cast(cython.p_char, buf)[l4 + 8 : l4_end]
                                     yield made
                                 else:
                                     yield Packet(

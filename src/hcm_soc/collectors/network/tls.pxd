@@ -1,6 +1,9 @@
 # Compiled form of tls.py (Cython's pure-Python mode): record and handshake framing in C.
 cimport cython
 
+from hcm_soc.collectors.network.ecs cimport protocol_event
+from hcm_soc.collectors.network.packet cimport cut
+
 
 @cython.locals(out=list, pos=Py_ssize_t, size=Py_ssize_t, ctype=int, major=int, length=Py_ssize_t)
 cpdef tuple _records(bytes payload)
@@ -8,6 +11,26 @@ cpdef tuple _records(bytes payload)
 
 @cython.locals(out=list, pos=Py_ssize_t, size=Py_ssize_t, mtype=int, length=Py_ssize_t)
 cpdef tuple _handshakes(bytes data)
+
+
+cdef class ClientHello:
+    cdef readonly object version
+    cdef readonly object ciphers
+    cdef readonly object extensions
+    cdef readonly object groups
+    cdef readonly object point_formats
+    cdef readonly object signature_algorithms
+    cdef readonly object supported_versions
+    cdef readonly object server_name
+    cdef readonly object alpn
+
+
+cdef class ServerHello:
+    cdef readonly object legacy_version
+    cdef readonly object cipher
+    cdef readonly object extensions
+    cdef readonly object selected_version
+    cdef readonly object alpn
 
 
 cdef class _Side:
@@ -44,6 +67,10 @@ cdef class TlsTracker:
 cdef bint _side_done(_TlsConn conn, bint client) except? -1
 @cython.locals(tls=dict, client=dict, server=dict, x509=dict, event=dict, tls13=bint)
 cpdef dict _event(_TlsConn conn)
+@cython.locals(key=tuple, hit=tuple, cache=dict)
+cpdef tuple _client_fingerprint(ClientHello h)
+@cython.locals(key=tuple, hit=str, cache=dict)
+cpdef str _server_fingerprint(ServerHello h)
 
 
 @cython.locals(total=Py_ssize_t, pos=Py_ssize_t, end=Py_ssize_t, out=list, etype=int, elen=Py_ssize_t)

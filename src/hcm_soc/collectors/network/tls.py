@@ -16,6 +16,7 @@ from typing import Any
 import cython
 
 from hcm_soc.collectors.network.ecs import protocol_event
+from hcm_soc.collectors.network.packet import cut
 
 __all__ = [
     "Certificate",
@@ -58,17 +59,55 @@ class _Malformed(ValueError):
     pass
 
 
-@dataclass(frozen=True, slots=True)
+# ClientHello and ServerHello compare and hash by value like the frozen dataclasses they were,
+# but are plain classes, C structs with read-only fields when compiled (tls.pxd): a frozen
+# dataclass's __init__ runs in the interpreter and cost ~10,000 instructions per hello.
+_HELLO_FIELDS = (
+    "version", "ciphers", "extensions", "groups", "point_formats", "signature_algorithms",
+    "supported_versions", "server_name", "alpn",
+)  # fmt: skip
+
+
+@cython.no_gc  # tuples of numbers and strings only: no cycles
+@cython.cclass
 class ClientHello:
-    version: int  # legacy_version of the hello
-    ciphers: tuple[int, ...]
-    extensions: tuple[int, ...]  # in wire order, GREASE included
-    groups: tuple[int, ...]
-    point_formats: tuple[int, ...]
-    signature_algorithms: tuple[int, ...]
-    supported_versions: tuple[int, ...]
-    server_name: str | None
-    alpn: tuple[str, ...]
+    __slots__ = _HELLO_FIELDS
+
+    def __init__(
+        self,
+        version: int,  # legacy_version of the hello
+        ciphers: tuple[int, ...],
+        extensions: tuple[int, ...],  # in wire order, GREASE included
+        groups: tuple[int, ...],
+        point_formats: tuple[int, ...],
+        signature_algorithms: tuple[int, ...],
+        supported_versions: tuple[int, ...],
+        server_name: str | None,
+        alpn: tuple[str, ...],
+    ) -> None:
+        self.version = version
+        self.ciphers = ciphers
+        self.extensions = extensions
+        self.groups = groups
+        self.point_formats = point_formats
+        self.signature_algorithms = signature_algorithms
+        self.supported_versions = supported_versions
+        self.server_name = server_name
+        self.alpn = alpn
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _HELLO_FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return "ClientHello(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in _HELLO_FIELDS) + ")"
 
     @property
     def ja3_string(self) -> str:
@@ -95,13 +134,41 @@ class ClientHello:
         return max(versions) if versions else self.version
 
 
-@dataclass(frozen=True, slots=True)
+_SERVER_HELLO_FIELDS = ("legacy_version", "cipher", "extensions", "selected_version", "alpn")
+
+
+@cython.no_gc
+@cython.cclass
 class ServerHello:
-    legacy_version: int
-    cipher: int
-    extensions: tuple[int, ...]
-    selected_version: int | None  # from supported_versions (TLS 1.3)
-    alpn: str | None
+    __slots__ = _SERVER_HELLO_FIELDS
+
+    def __init__(
+        self,
+        legacy_version: int,
+        cipher: int,
+        extensions: tuple[int, ...],
+        selected_version: int | None,  # from supported_versions (TLS 1.3)
+        alpn: str | None,
+    ) -> None:
+        self.legacy_version = legacy_version
+        self.cipher = cipher
+        self.extensions = extensions
+        self.selected_version = selected_version
+        self.alpn = alpn
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _SERVER_HELLO_FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return "ServerHello(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in _SERVER_HELLO_FIELDS) + ")"
 
     @property
     def version(self) -> int:
@@ -164,13 +231,17 @@ def _client_fingerprint(h: ClientHello) -> tuple[str, str, tuple[str, ...]]:
         h.version, h.ciphers, h.extensions, h.groups, h.point_formats,
         h.signature_algorithms, h.supported_versions, bool(h.server_name), h.alpn,
     )  # fmt: skip
-    hit = _FINGERPRINTS.get(key)
+    cache = _FINGERPRINTS  # a typed local when compiled: C dict calls
+    hit = cache.get(key)
     if hit is None:
-        if len(_FINGERPRINTS) >= 4096:
-            _FINGERPRINTS.clear()
-        names = tuple(CIPHER_NAMES.get(c, f"0x{c:04x}") for c in h.ciphers if not is_grease(c))
-        hit = _FINGERPRINTS[key] = (h.ja3, ja4(h), names)
+        if len(cache) >= 4096:
+            cache.clear()
+        hit = cache[key] = (h.ja3, ja4(h), _cipher_names(h.ciphers))
     return hit
+
+
+def _cipher_names(ciphers: tuple[int, ...]) -> tuple[str, ...]:
+    return tuple(CIPHER_NAMES.get(c, f"0x{c:04x}") for c in ciphers if not is_grease(c))
 
 
 _SERVER_FINGERPRINTS: dict[tuple[Any, ...], str] = {}
@@ -179,11 +250,12 @@ _SERVER_FINGERPRINTS: dict[tuple[Any, ...], str] = {}
 def _server_fingerprint(h: ServerHello) -> str:
     """JA3S of a ServerHello, cached: it depends on the version, the cipher and the extension list."""
     key = (h.legacy_version, h.cipher, h.extensions)
-    hit = _SERVER_FINGERPRINTS.get(key)
+    cache = _SERVER_FINGERPRINTS
+    hit = cache.get(key)
     if hit is None:
-        if len(_SERVER_FINGERPRINTS) >= 4096:
-            _SERVER_FINGERPRINTS.clear()
-        hit = _SERVER_FINGERPRINTS[key] = h.ja3s
+        if len(cache) >= 4096:
+            cache.clear()
+        hit = cache[key] = h.ja3s
     return hit
 
 
@@ -199,7 +271,7 @@ def _records(payload: bytes) -> tuple[list[tuple[int, bytes]], int]:
             raise _Malformed("not a TLS record")
         if pos + 5 + length > len(payload):
             break
-        out.append((ctype, payload[pos + 5 : pos + 5 + length]))
+        out.append((ctype, cut(payload, pos + 5, pos + 5 + length)))
         pos += 5 + length
     return out, pos
 
@@ -212,7 +284,7 @@ def _handshakes(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
         length = (data[pos + 1] << 16) | (data[pos + 2] << 8) | data[pos + 3]
         if pos + 4 + length > len(data):
             break
-        out.append((mtype, data[pos + 4 : pos + 4 + length]))
+        out.append((mtype, cut(data, pos + 4, pos + 4 + length)))
         pos += 4 + length
     return out, pos
 
@@ -250,7 +322,7 @@ def _extensions(body: bytes, pos: int) -> list[tuple[int, bytes]]:
         elen = (body[pos + 2] << 8) | body[pos + 3]
         if pos + 4 + elen > end:
             raise _Malformed("extension overrun")
-        out.append((etype, body[pos + 4 : pos + 4 + elen]))
+        out.append((etype, cut(body, pos + 4, pos + 4 + elen)))
         pos += 4 + elen
     return out
 
@@ -260,7 +332,7 @@ def _decode_client_hello(body: bytes) -> ClientHello:
     pos = 34
     pos += 1 + body[pos]  # session id
     clen = (body[pos] << 8) | body[pos + 1]
-    ciphers = _u16_list(body[pos + 2 : pos + 2 + clen])
+    ciphers = _u16_list(cut(body, pos + 2, pos + 2 + clen))
     pos += 2 + clen
     pos += 1 + body[pos]  # compression methods
     exts = _extensions(body, pos)
@@ -512,7 +584,8 @@ def _event(conn: _TlsConn) -> dict[str, Any]:
     if conn.hello is not None:
         h = conn.hello
         ja3, ja4_, ciphers = _client_fingerprint(h)
-        client.update(ja3=ja3, ja4=ja4_)
+        client["ja3"] = ja3
+        client["ja4"] = ja4_
         client["supported_ciphers"] = list(ciphers)
         if h.server_name:
             client["server_name"] = h.server_name
