@@ -62,6 +62,21 @@ class _Malformed(ValueError):
 # ClientHello and ServerHello compare and hash by value like the frozen dataclasses they were,
 # but are plain classes, C structs with read-only fields when compiled (tls.pxd): a frozen
 # dataclass's __init__ runs in the interpreter and cost ~10,000 instructions per hello.
+def _values(hello: Any, names: tuple[str, ...]) -> tuple[Any, ...]:
+    return tuple(getattr(hello, name) for name in names)
+
+
+def _same(hello: Any, other: object, names: tuple[str, ...]) -> Any:
+    """Value equality of two hellos of the same class (what the dataclasses they were gave)."""
+    if type(other) is not type(hello):
+        return NotImplemented
+    return _values(hello, names) == _values(other, names)
+
+
+def _repr(hello: Any, names: tuple[str, ...]) -> str:
+    return f"{type(hello).__name__}(" + ", ".join(f"{n}={getattr(hello, n)!r}" for n in names) + ")"
+
+
 _HELLO_FIELDS = (
     "version", "ciphers", "extensions", "groups", "point_formats", "signature_algorithms",
     "supported_versions", "server_name", "alpn",
@@ -95,19 +110,14 @@ class ClientHello:
         self.server_name = server_name
         self.alpn = alpn
 
-    def _values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in _HELLO_FIELDS)
-
     def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return self._values() == other._values()
+        return _same(self, other, _HELLO_FIELDS)
 
     def __hash__(self) -> int:
-        return hash(self._values())
+        return hash(_values(self, _HELLO_FIELDS))
 
     def __repr__(self) -> str:
-        return "ClientHello(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in _HELLO_FIELDS) + ")"
+        return _repr(self, _HELLO_FIELDS)
 
     @property
     def ja3_string(self) -> str:
@@ -156,19 +166,14 @@ class ServerHello:
         self.selected_version = selected_version
         self.alpn = alpn
 
-    def _values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in _SERVER_HELLO_FIELDS)
-
     def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return self._values() == other._values()
+        return _same(self, other, _SERVER_HELLO_FIELDS)
 
     def __hash__(self) -> int:
-        return hash(self._values())
+        return hash(_values(self, _SERVER_HELLO_FIELDS))
 
     def __repr__(self) -> str:
-        return "ServerHello(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in _SERVER_HELLO_FIELDS) + ")"
+        return _repr(self, _SERVER_HELLO_FIELDS)
 
     @property
     def version(self) -> int:
