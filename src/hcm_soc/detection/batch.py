@@ -119,6 +119,7 @@ class _Entry:
     done: bool = False
     counted: bool = False  # its exact screen found events: its own count is not needed
     count: int | None = None  # events its query matches in its window (count step or exact screen)
+    screen_key: str | None = None  # its screen as JSON (the screen step's de-duplication key)
     error: Exception | None = None
 
     def take(self, hit: dict[str, Any], limit: int) -> None:
@@ -229,8 +230,10 @@ def evaluate_batch_outcomes(
         uncounted = [e for e in g.pending if not e.counted]
         # a rule Lucene may refuse to build (a long bounded repetition in a regex can determinize
         # past its limit) is counted in a search of its own: a refusal then needs no halving
-        risky = [e for e in uncounted if risky_regex(e.compiled.lucene)]
-        safe = [e for e in uncounted if not risky_regex(e.compiled.lucene)]
+        risky: list[_Entry] = []
+        safe: list[_Entry] = []
+        for e in uncounted:
+            (risky if risky_regex(e.compiled.lucene) else safe).append(e)
         counters += [_Pager(g.cluster, g.targets, part) for part in _chunks(safe, RULES_PER_PAGE)]
         counters += [_Pager(g.cluster, g.targets, [e]) for e in risky]
     _count(es, counters)
@@ -422,7 +425,8 @@ def screen_bodies(group: _Pager) -> list[tuple[list[tuple[str, Window]], dict[st
     keys: dict[tuple[str, Window], dict[str, Any]] = {}
     for e in group.pending:
         if e.compiled.screen is not None:
-            keys.setdefault((json.dumps(e.compiled.screen, sort_keys=True), e.window), e.compiled.screen)
+            e.screen_key = json.dumps(e.compiled.screen, sort_keys=True)
+            keys.setdefault((e.screen_key, e.window), e.compiled.screen)
     ordered = list(keys.items())
     out = []
     for i in range(0, len(ordered), SCREENS_PER_SEARCH):
@@ -457,9 +461,9 @@ def _screen(es: Elasticsearch, groups: list[_Pager]) -> None:
             key: int(buckets[str(j)].get("doc_count", 0)) for j, key in enumerate(keys) if str(j) in buckets
         }
         for e in group.pending:
-            if e.compiled.screen is None:
+            if e.screen_key is None:
                 continue
-            n = found.get((json.dumps(e.compiled.screen, sort_keys=True), e.window))
+            n = found.get((e.screen_key, e.window))
             if n == 0:
                 e.done = True  # nothing its screen matches: the rule matches nothing either
             elif n is not None and e.compiled.screen_exact:

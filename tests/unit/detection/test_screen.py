@@ -5,8 +5,6 @@ tests/integration/detection/test_screen.py."""
 
 from __future__ import annotations
 
-import textwrap
-import uuid
 from pathlib import Path
 
 import pytest
@@ -17,22 +15,13 @@ from hcm_soc.detection.loader import load_rules
 from hcm_soc.detection.model import CompiledRule
 from hcm_soc.detection.screen import cheap_value
 from hcm_soc.store.names import IndexNames
+from tests.unit.detection.test_compiler import write_rule
 
 WIN_PROC = "product: windows\ncategory: process_creation"
 
 
 def _compile(tmp_path: Path, detection: str, logsource: str = WIN_PROC) -> CompiledRule:
-    rid = str(uuid.uuid4())
-    path = tmp_path / f"{rid}.yml"
-    path.write_text(
-        f"title: t {rid[:8]}\nid: {rid}\nstatus: test\nlogsource:\n"
-        + textwrap.indent(logsource, "  ")
-        + "\ndetection:\n"
-        + textwrap.indent(textwrap.dedent(detection).strip(), "  ")
-        + "\n",
-        "utf-8",
-    )
-    load = load_rules([path])
+    load = load_rules([write_rule(tmp_path, logsource, detection)])
     assert not load.problems, load.problems
     return RuleCompiler(IndexNames()).compile(load.rules[0])
 
