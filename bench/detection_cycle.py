@@ -426,6 +426,10 @@ class Counting:
     def nodes(self) -> Any:  # node info (the batch reads the data nodes' processors once), not counted
         return self.es.nodes
 
+    @property
+    def indices(self) -> Any:  # index settings (read once per new backing index), not counted
+        return self.es.indices
+
 
 def measure_cycle(
     es: Elasticsearch, rules: list[CompiledRule], window_s: float, rounds: int, limit: int

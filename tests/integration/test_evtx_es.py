@@ -7,6 +7,10 @@ condition from ecs_windows, so their queries are restricted here to the events o
 category (Sysmon 1 / Security 4688, PowerShell 4104, Sysmon 13). Plain keyword fields
 are case-sensitive; a rule whose values differ in case from the event is run with its
 fields moved to the `.caseless` sub-fields, and the test asserts that it needs it.
+
+The same recordings prove, for every SigmaHQ Windows rule compiled by hcm-soc, that its trigram
+screen (hcm_soc.detection.screen) is implied by the rule: no event matches the rule and not its
+screen.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class RecordingSink:
 @dataclass
 class Ingested:
     es: Elasticsearch
+    names: IndexNames
     index: str
     summary: dict[str, Any]
     pipeline: IngestPipeline
@@ -91,7 +96,7 @@ def ingested(es: Elasticsearch) -> Iterator[Ingested]:
         summary = ingest_paths([CORPUS], sink, reader=EvtxReader())
         writer.close()
         es.indices.refresh(index=names.events(DATASET))
-        yield Ingested(es, names.events(DATASET), summary, pipeline, sink.keys)
+        yield Ingested(es, names, names.events(DATASET), summary, pipeline, sink.keys)
     finally:
         _drop_events(es, names)
         uninstall(es, names)
@@ -251,3 +256,37 @@ def test_sigmahq_rule_matches_its_recording(
         assert plain == [], "the case-sensitive query matched: this rule no longer needs .caseless"
     else:
         assert len(caseless) >= len(plain)
+
+
+@pytest.mark.skipif(
+    not SIGMAHQ.is_dir(), reason=f"SigmaHQ rules not found at {SIGMAHQ} (set HCM_SOC_SIGMAHQ_DIR)"
+)
+def test_trigram_screens_are_implied_by_every_sigmahq_windows_rule(ingested: Ingested) -> None:
+    from hcm_soc.detection.compiler import RuleCompiler
+    from hcm_soc.detection.loader import load_rules
+    from hcm_soc.detection.model import CompiledRule
+
+    load = load_rules([SIGMAHQ / "rules/windows"])
+    compiled, _ = RuleCompiler(ingested.names).compile_all(r for r in load.rules if r.kind == "detection")
+    screened = [c for c in compiled if isinstance(c, CompiledRule) and c.screen_grams is not None]
+    assert len(screened) > 1000  # most Windows rules have one
+    matching = 0
+    for i in range(0, len(screened), 100):
+        part = screened[i : i + 100]
+        aggs = {
+            str(j): {
+                "filters": {
+                    "filters": {
+                        "rule": c.query,
+                        "rule_not_screen": {"bool": {"filter": [c.query], "must_not": [c.screen_grams]}},
+                    }
+                }
+            }
+            for j, c in enumerate(part)
+        }
+        resp = ingested.es.search(index=ingested.index, size=0, aggs=aggs)
+        for j, c in enumerate(part):
+            buckets = resp["aggregations"][str(j)]["buckets"]
+            assert buckets["rule_not_screen"]["doc_count"] == 0, f"{c.rule.path}: events outside its screen"
+            matching += buckets["rule"]["doc_count"] > 0
+    assert matching > 50  # the recordings exercise the implication on real matches

@@ -70,6 +70,7 @@ from hcm_soc.detection.matcher import (
 )
 from hcm_soc.detection.model import CompiledRule, Match, MatchResult, Window
 from hcm_soc.errors import HcmSocError
+from hcm_soc.store.grams import indices_with_grams
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -85,6 +86,8 @@ MAX_PAGE_SIZE = 10_000
 SCREENS_PER_SEARCH = 250
 #: Count the rules' screens before their queries (detection.screen); off only to measure without.
 SCREEN = True
+#: Use the trigram screens on indices with `.grams` sub-fields; off only to measure without.
+GRAMS = True
 #: Backing indices one window of one log source may span (a terms aggregation's size).
 MAX_INDICES = 10_000
 
@@ -120,6 +123,7 @@ class _Entry:
     counted: bool = False  # its exact screen found events: its own count is not needed
     count: int | None = None  # events its query matches in its window (count step or exact screen)
     screen_key: str | None = None  # its screen as JSON (the screen step's de-duplication key)
+    screen_exact: bool = False  # the screen searched was exact (not its trigram screen)
     error: Exception | None = None
 
     def take(self, hit: dict[str, Any], limit: int) -> None:
@@ -419,14 +423,21 @@ def _examine(es: Elasticsearch, clusters: list[_Cluster]) -> None:
                     e.targets = targets
 
 
-def screen_bodies(group: _Pager) -> list[tuple[list[tuple[str, Window]], dict[str, Any]]]:
+def screen_bodies(
+    group: _Pager, grams: bool = False
+) -> list[tuple[list[tuple[str, Window]], dict[str, Any]]]:
     """The screen searches of a group: its pending entries' distinct (screen, window) pairs,
-    `SCREENS_PER_SEARCH` per size-0 search, a `filters` bucket each; with the keys of the buckets."""
+    `SCREENS_PER_SEARCH` per size-0 search, a `filters` bucket each; with the keys of the buckets.
+    `grams`: the group's indices have `.grams` sub-fields, the trigram screens are used."""
     keys: dict[tuple[str, Window], dict[str, Any]] = {}
     for e in group.pending:
-        if e.compiled.screen is not None:
-            e.screen_key = json.dumps(e.compiled.screen, sort_keys=True)
-            keys.setdefault((e.screen_key, e.window), e.compiled.screen)
+        screen = e.compiled.screen
+        if grams and e.compiled.screen_grams is not None:
+            screen = e.compiled.screen_grams
+        if screen is not None:
+            e.screen_key = json.dumps(screen, sort_keys=True)
+            e.screen_exact = e.compiled.screen_exact and screen is e.compiled.screen
+            keys.setdefault((e.screen_key, e.window), screen)
     ordered = list(keys.items())
     out = []
     for i in range(0, len(ordered), SCREENS_PER_SEARCH):
@@ -451,7 +462,12 @@ def _screen(es: Elasticsearch, groups: list[_Pager]) -> None:
     """Count the distinct screens of the pending entries (one `_msearch`): an entry whose screen
     matches no event is done (its rule cannot match either); one whose exact screen matches events
     is `counted`. A screen search that fails decides nothing: its rules are counted as usual."""
-    plans = [(g, keys, body) for g in groups for keys, body in screen_bodies(g)]
+    with_grams = indices_with_grams(es, {t for g in groups for t in g.targets}) if GRAMS else set()
+    plans = [
+        (g, keys, body)
+        for g in groups
+        for keys, body in screen_bodies(g, grams=bool(g.targets) and with_grams.issuperset(g.targets))
+    ]
     responses = _msearch(es, [(g.targets, body) for g, _, body in plans])
     for (group, keys, _), resp in zip(plans, responses, strict=True):
         if _problem(resp) is not None:
@@ -466,7 +482,7 @@ def _screen(es: Elasticsearch, groups: list[_Pager]) -> None:
             n = found.get((e.screen_key, e.window))
             if n == 0:
                 e.done = True  # nothing its screen matches: the rule matches nothing either
-            elif n is not None and e.compiled.screen_exact:
+            elif n is not None and e.screen_exact:
                 e.counted, e.count = True, n
 
 

@@ -87,8 +87,8 @@ class RuleCompiler:
         """The Lucene text of `rule` (what `hcm-soc rules convert` prints)."""
         return self._convert(rule)[0]
 
-    def _convert(self, rule: LoadedRule) -> tuple[str, Screen]:
-        """The Lucene text of `rule` and its screen (`hcm_soc.detection.screen`)."""
+    def _convert(self, rule: LoadedRule) -> tuple[str, Screen, Screen]:
+        """The Lucene text of `rule`, its screen and its trigram screen (`hcm_soc.detection.screen`)."""
         from sigma.backends.elasticsearch import LuceneBackend
         from sigma.exceptions import SigmaError
 
@@ -124,13 +124,14 @@ class RuleCompiler:
             raise RuleCompileError(rule, "the conversion produced no query")
         try:
             screen = rule_screen(backend, sigma, scoped=True)
+            grams = rule_screen(backend, sigma, scoped=True, grams=True)
         except (SigmaError, ValueError, TypeError, KeyError, AttributeError, NotImplementedError):
-            screen = ANYTHING  # no screen: the rule is counted with its own query
-        return (texts[0] if len(texts) == 1 else " OR ".join(f"({t})" for t in texts)), screen
+            screen = grams = ANYTHING  # no screen: the rule is counted with its own query
+        return (texts[0] if len(texts) == 1 else " OR ".join(f"({t})" for t in texts)), screen, grams
 
     def compile(self, rule: LoadedRule) -> CompiledRule:
         try:
-            text, (screen, exact) = self._convert(rule)
+            text, (screen, exact), (grams, _) = self._convert(rule)
         except RuleCompileError as e:
             if not e.residual:
                 raise
@@ -146,6 +147,7 @@ class RuleCompiler:
             scope=scope_query(source),
             screen=None if screen is None else lucene_query(screen, keyword_fields(source)),
             screen_exact=exact and screen is not None,
+            screen_grams=None if grams in (None, screen) else lucene_query(grams, keyword_fields(source)),
         )
 
     def _python_checked(self, rule: LoadedRule, residual: str) -> PythonCheckedRule:

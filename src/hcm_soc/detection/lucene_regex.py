@@ -13,9 +13,9 @@ long `contains` list instead of once per value (docs/detection-cost.md).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from sigma.types import SigmaRegularExpressionFlag, SigmaString, SpecialChars
+from sigma.types import SigmaRegularExpression, SigmaRegularExpressionFlag, SigmaString, SpecialChars
 
 
 class UnsupportedRegex(ValueError):
@@ -294,7 +294,24 @@ def inner_star(value: SigmaString) -> bool:
     return SpecialChars.WILDCARD_MULTI in parts
 
 
+class UnionRegex(SigmaRegularExpression):
+    """A regex `union_regexes` wrote for a list of Sigma wildcard values, with those values (a rule's
+    screen takes their trigrams, `hcm_soc.detection.screen`)."""
+
+    def __init__(self, regexp: str, values: Sequence[SigmaString]) -> None:
+        super().__init__(regexp)
+        self.values = tuple(values)
+
+
 def union_regexes(values: Iterable[SigmaString], max_length: int = MAX_UNION_LENGTH) -> list[str] | None:
+    """The regexes of `union_regex_values` (see there)."""
+    groups = union_regex_values(values, max_length)
+    return None if groups is None else [regex for regex, _ in groups]
+
+
+def union_regex_values(
+    values: Iterable[SigmaString], max_length: int = MAX_UNION_LENGTH
+) -> list[tuple[str, list[SigmaString]]] | None:
     """Lucene regexes that together match exactly the strings matched by any of `values`
     (Sigma strings with `*`/`?` wildcards, matched whole as a keyword field matches them).
 
@@ -302,32 +319,32 @@ def union_regexes(values: Iterable[SigmaString], max_length: int = MAX_UNION_LEN
     so Elasticsearch builds one automaton and walks a field's terms once instead of once per
     value; a group is split where its regex would pass `max_length`. Every character other than
     letters, digits and non-ASCII ones is escaped (`/` is left to the backend, which escapes it
-    in the query text). None when a value has something other than text and wildcards, or is
-    too long for a regex by itself."""
-    groups: dict[tuple[bool, bool], list[str]] = {}
+    in the query text). Each regex comes with the values it unites. None when a value has
+    something other than text and wildcards, or is too long for a regex by itself."""
+    groups: dict[tuple[bool, bool], dict[str, list[SigmaString]]] = {}
     for value in values:
         parsed = _value_parts(value)
         if parsed is None:
             return None
         lead, body, trail = parsed
-        bodies = groups.setdefault((lead, trail), [])
-        if body not in bodies:
-            bodies.append(body)
-    out: list[str] = []
+        groups.setdefault((lead, trail), {}).setdefault(body, []).append(value)
+    out: list[tuple[str, list[SigmaString]]] = []
     for (lead, trail), bodies in groups.items():
         head, tail = (".*" if lead else ""), (".*" if trail else "")
         chunk: list[str] = []
+        chunk_values: list[SigmaString] = []
         size = len(head + tail) + 2  # the parentheses
-        for body in bodies:
+        for body, body_values in bodies.items():
             # "/" gets a backslash in the query text: count it
             cost = _java_length(body) + body.count("/") + 1
             if chunk and size + cost > max_length:
-                out.append(f"{head}({'|'.join(chunk)}){tail}")
-                chunk, size = [], len(head + tail) + 2
+                out.append((f"{head}({'|'.join(chunk)}){tail}", chunk_values))
+                chunk, chunk_values, size = [], [], len(head + tail) + 2
             if size + cost > max_length:
                 return None  # one value alone is too long for a regex: keep the wildcards
             chunk.append(body)
+            chunk_values += body_values
             size += cost
         if chunk:
-            out.append(f"{head}({'|'.join(chunk)}){tail}")
+            out.append((f"{head}({'|'.join(chunk)}){tail}", chunk_values))
     return out

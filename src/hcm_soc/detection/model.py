@@ -77,6 +77,9 @@ class CompiledRule:
     # a cheaper query every event of the rule matches (detection.screen), None = none; exact: the same events
     screen: dict[str, Any] | None = None
     screen_exact: bool = False
+    # the trigram screen (also on the costly leaves of fields with `.grams`; never exact), for indices
+    # that have those sub-fields; None = the same as `screen`
+    screen_grams: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,7 +67,13 @@ from sigma.types import (
 )
 
 from hcm_soc.detection.fieldmaps.sources import DataSource, find_source, keyword_fields
-from hcm_soc.detection.lucene_regex import UnsupportedRegex, inner_star, lucene_regex, union_regexes
+from hcm_soc.detection.lucene_regex import (
+    UnionRegex,
+    UnsupportedRegex,
+    inner_star,
+    lucene_regex,
+    union_regex_values,
+)
 
 PIPELINE_NAME = "hcm_soc"
 LOGSOURCE_DETECTION = "_hcm_logsource"
@@ -536,10 +542,10 @@ def _cheaper(
             v for v in values if isinstance(v, SigmaString) and v.contains_special() and not inner_star(v)
         ]
         wide = patterns
-    if fields and len(patterns) >= MIN_UNION and (regexes := union_regexes(wide)) is not None:
+    if fields and len(patterns) >= MIN_UNION and (regexes := union_regex_values(wide)) is not None:
         values = [v for v in values if not any(v is p for p in patterns)]
         for f in fields:
-            alternatives.append(_sibling(item, f, [SigmaRegularExpression(r) for r in regexes]))
+            alternatives.append(_sibling(item, f, [UnionRegex(r, united) for r, united in regexes]))
     if not alternatives:
         return item  # as it was, expansions included
     if not values and len(alternatives) == 1:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from hcm_soc.detection.model import Window
 from hcm_soc.errors import DependencyUnavailable, HcmSocError
+from hcm_soc.store.grams import GRAM_SETTINGS
 from hcm_soc.store.names import IndexNames
 from hcm_soc.store.templates import build_items, ecs_mappings, install, uninstall
 
@@ -112,6 +113,7 @@ class ScratchEvents:
                     "index.number_of_replicas": 0,
                     "index.final_pipeline": self.names.ingest_pipeline,
                     "index.mapping.total_fields.limit": 5000,
+                    **GRAM_SETTINGS,
                 },
                 mappings=ecs_mappings(),
             )

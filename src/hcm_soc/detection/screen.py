@@ -19,6 +19,16 @@ When the screen is exact, its count is the rule's count and the rule's own count
 
 The log-source condition (the pipeline ANDs it in front of every rule) is left out of the screen:
 every batched search filters on it already.
+
+*Trigram screens* (`grams=True`) also keep the costly leaves on the fields that have a `.grams`
+sub-field (`hcm_soc.store.templates.GRAM_FIELDS`: command lines, executables, script blocks,
+registry and file paths, …), in a cheaper form they imply: a value that matches `*abcdef*` contains
+`abc` and `def`, so the event's `.grams` holds both terms. A wildcard value becomes the AND of
+trigrams of its literal runs (every third one and the last: fewer terms, still implied); a regex
+the pipeline wrote for a list of wildcard values (`lucene_regex.UnionRegex`) the OR of its values'
+ANDs; a value with no trigram (shorter runs, only non-ASCII text) stays *anything*. Only ASCII
+trigrams are used: lower-casing them is the same in Python and in Lucene. Such a screen is never
+exact, and only searches indices created with the `.grams` sub-fields (the batch checks).
 """
 
 from __future__ import annotations
@@ -43,6 +53,9 @@ from sigma.types import (
     SigmaString,
     SpecialChars,
 )
+
+from hcm_soc.detection.lucene_regex import UnionRegex
+from hcm_soc.store.grams import gram_field
 
 #: (Lucene text or None for "anything", exact)
 Screen = tuple[str | None, bool]
@@ -71,31 +84,96 @@ def cheap_value(value: Any) -> bool:
     )
 
 
-def screen_of(backend: Any, node: Any, state: Any, keep: Callable[[Any], bool] = cheap_value) -> Screen:
+def trigrams(value: SigmaString, cased: bool) -> list[str]:
+    """Lower-cased ASCII trigrams that every string matching `value` (a Sigma string with wildcards,
+    already lower-cased unless `cased`) contains: from each run of three or more ASCII characters
+    between wildcards, every third trigram and the last one."""
+    out: list[str] = []
+    runs: list[str] = []
+    current = ""
+    for part in value.s:
+        if isinstance(part, str):
+            for ch in part:
+                if ch.isascii():
+                    current += ch
+                else:
+                    runs.append(current)
+                    current = ""
+        else:
+            runs.append(current)
+            current = ""
+    runs.append(current)
+    for run in runs:
+        text = run.lower() if cased else run
+        if len(text) < 3:
+            continue
+        starts = list(range(0, len(text) - 2, 3))
+        if starts[-1] != len(text) - 3:
+            starts.append(len(text) - 3)
+        for i in starts:
+            if text[i : i + 3] not in out:
+                out.append(text[i : i + 3])
+    return out
+
+
+def _term(text: str) -> str:
+    """`text` as one Lucene query term: every character but letters and digits escaped."""
+    return "".join(c if c.isascii() and c.isalnum() else "\\" + c for c in text)
+
+
+def gram_screen(field_name: str, value: Any) -> str | None:
+    """The trigram form of a costly leaf `field_name = value` (see the module doc), None if it has none."""
+    grams_field = gram_field(field_name)
+    if grams_field is None:
+        return None
+    cased = not field_name.endswith(".caseless")
+    values = value.values if isinstance(value, UnionRegex) else (value,)
+    alternatives = []
+    for v in values:
+        if not isinstance(v, SigmaString):
+            return None
+        grams = trigrams(v, cased)
+        if not grams:
+            return None  # one value with no trigram: the leaf could match anything
+        alternatives.append("(" + " AND ".join(f"{grams_field}:{_term(g)}" for g in grams) + ")")
+    if not alternatives:
+        return None
+    return alternatives[0] if len(alternatives) == 1 else "(" + " OR ".join(alternatives) + ")"
+
+
+def screen_of(
+    backend: Any,
+    node: Any,
+    state: Any,
+    keep: Callable[[Any], bool] = cheap_value,
+    grams: bool = False,
+) -> Screen:
     """The screen of a parsed (and processed) Sigma condition `node`, converted with `backend` (the
     Lucene backend that converted the rule, so that a kept leaf is written exactly as in the rule);
-    `keep(value)` says which field-value leaves the screen keeps (default: the cheap ones)."""
+    `keep(value)` says which field-value leaves the screen keeps (default: the cheap ones); `grams`:
+    the other leaves on fields with trigrams are kept in their trigram form (not exact)."""
     if isinstance(node, ConditionAND):
-        parts = [screen_of(backend, arg, state, keep) for arg in node.args]
+        parts = [screen_of(backend, arg, state, keep, grams) for arg in node.args]
         texts = [t for t, _ in parts if t is not None]
         exact = all(e for _, e in parts)
         if not texts:
             return None, exact
         return (texts[0] if len(texts) == 1 else "(" + " AND ".join(texts) + ")"), exact
     if isinstance(node, ConditionOR):
-        parts = [screen_of(backend, arg, state, keep) for arg in node.args]
+        parts = [screen_of(backend, arg, state, keep, grams) for arg in node.args]
         if any(t is None for t, _ in parts):
             return None, any(t is None and e for t, e in parts)
         texts = [t for t, _ in parts if t is not None]
         return (texts[0] if len(texts) == 1 else "(" + " OR ".join(texts) + ")"), all(e for _, e in parts)
     if isinstance(node, ConditionNOT):
-        text, exact = screen_of(backend, node.args[0], state, keep)
+        text, exact = screen_of(backend, node.args[0], state, keep, grams)
         if text is not None and exact:
             return f"(NOT {text})", True
         return ANYTHING
     if isinstance(node, ConditionFieldEqualsValueExpression):
         if not keep(node.value):
-            return ANYTHING
+            gram_text = gram_screen(node.field, node.value) if grams else None
+            return ANYTHING if gram_text is None else (gram_text, False)
         text = backend.convert_condition(node, state)
         if not isinstance(text, str):
             return ANYTHING  # a deferred expression: not a plain Lucene clause
@@ -105,9 +183,16 @@ def screen_of(backend: Any, node: Any, state: Any, keep: Callable[[Any], bool] =
     return ANYTHING
 
 
-def rule_screen(backend: Any, rule: Any, scoped: bool, keep: Callable[[Any], bool] = cheap_value) -> Screen:
+def rule_screen(
+    backend: Any,
+    rule: Any,
+    scoped: bool,
+    keep: Callable[[Any], bool] = cheap_value,
+    grams: bool = False,
+) -> Screen:
     """The screen of a converted pySigma `rule` (its conditions ORed); `scoped`: the conditions are
-    `<log source> and (…)` (the hcm-soc pipeline), whose first part the screen leaves out."""
+    `<log source> and (…)` (the hcm-soc pipeline), whose first part the screen leaves out; `grams`:
+    a trigram screen (module doc)."""
     from sigma.conversion.state import ConversionState
 
     screens: list[Screen] = []
@@ -117,13 +202,13 @@ def rule_screen(backend: Any, rule: Any, scoped: bool, keep: Callable[[Any], boo
         if scoped:
             if not isinstance(tree, ConditionAND) or len(tree.args) < 2:
                 return ANYTHING  # not the shape the pipeline writes: no screen
-            parts = [screen_of(backend, arg, state, keep) for arg in tree.args[1:]]
+            parts = [screen_of(backend, arg, state, keep, grams) for arg in tree.args[1:]]
             texts = [t for t, _ in parts if t is not None]
             exact = all(e for _, e in parts)
             text = None if not texts else texts[0] if len(texts) == 1 else "(" + " AND ".join(texts) + ")"
             screens.append((text, exact))
         else:
-            screens.append(screen_of(backend, tree, state, keep))
+            screens.append(screen_of(backend, tree, state, keep, grams))
     if not screens or any(t is None for t, _ in screens):
         return None, bool(screens) and any(t is None and e for t, e in screens)
     texts = [t for t, _ in screens if t is not None]

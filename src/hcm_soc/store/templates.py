@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from elasticsearch import ApiError, NotFoundError
 
 from hcm_soc.errors import TemplateError
+from hcm_soc.store.grams import GRAM_SETTINGS, merge_mappings, with_grams
 from hcm_soc.store.names import IndexNames
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 #: Bump when any template, mapping, setting or the pipeline changes (the hash catches edits
 #: made without a bump, and hand edits made on the cluster).
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 Kind = Literal["pipeline", "component_template", "index_template", "index"]
 Action = Literal["created", "updated", "unchanged", "kept-newer"]
@@ -85,9 +86,11 @@ def _with_meta(body: dict[str, Any], version: int) -> dict[str, Any]:
 
 
 def ecs_mappings() -> dict[str, Any]:
+    """The events mappings (ECS and hcm-soc fields, `.caseless` and `.grams` sub-fields); an index
+    created with them needs GRAM_SETTINGS (the `@ecs-mappings` component template carries both)."""
     text = resources.files("hcm_soc.store").joinpath("templates/ecs-mappings.json").read_text("utf-8")
     mappings: dict[str, Any] = json.loads(text)["template"]["mappings"]
-    return mappings
+    return with_grams(mappings)
 
 
 def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") -> list[TemplateItem]:
@@ -262,7 +265,7 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
         }
     }
     # alerts: what ECS lacks (see models/alert.py); dates mapped because date_detection is off
-    alert_extra = _merge(
+    alert_extra = merge_mappings(
         alert_incident_extra,
         {
             "hcm": {
@@ -364,7 +367,7 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
             "component_template",
             f"{p}@ecs-mappings",
             SCHEMA_VERSION,
-            _with_meta({"template": {"mappings": ecs}}, SCHEMA_VERSION),
+            _with_meta({"template": {"mappings": ecs, "settings": GRAM_SETTINGS}}, SCHEMA_VERSION),
         ),
         TemplateItem(
             "component_template",
@@ -426,7 +429,7 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
             composed_of=[f"{p}@ecs-mappings"],
             settings=base_settings,
             data_stream=False,
-            effective_mappings=_merge(ecs, own(extra_props=alert_extra)),
+            effective_mappings=merge_mappings(ecs, own(extra_props=alert_extra)),
             dynamic_settings=plain_dyn,
         ),
         index_template(
@@ -496,19 +499,6 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
     for index in (names.alerts, names.incidents, names.notices, names.users, names.rules, names.state):
         items.append(TemplateItem("index", index, SCHEMA_VERSION, {}))
     return items
-
-
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Deep merge of mapping dicts (b wins), as composable templates compose them."""
-    out = copy.deepcopy(a)
-    for k, v in b.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        elif k == "dynamic_templates" and isinstance(out.get(k), list):
-            out[k] = out[k] + [t for t in v if t not in out[k]]
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
 
 
 def _installed(client: Elasticsearch, item: TemplateItem) -> dict[str, Any] | None:

@@ -33,6 +33,7 @@ from hcm_soc.detection.matcher import find_matches
 from hcm_soc.detection.model import CompiledRule, Window
 from hcm_soc.parsers.base import ParseContext, SourceInfo, finish
 from hcm_soc.parsers.evtx import parse_evtx_record
+from hcm_soc.store.grams import GRAM_SETTINGS
 from hcm_soc.store.names import IndexNames
 from hcm_soc.store.templates import build_items, ecs_mappings, install, uninstall
 
@@ -141,7 +142,7 @@ class Store:
 def store(es: Elasticsearch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     names = IndexNames(prefix=f"t{uuid.uuid4().hex[:10]}", namespace="test")
     install(es, [i for i in build_items(names) if i.kind == "pipeline"])
-    settings = {"index.number_of_shards": 1, "index.number_of_replicas": 0}
+    settings: dict[str, Any] = {"index.number_of_shards": 1, "index.number_of_replicas": 0, **GRAM_SETTINGS}
     settings["index.final_pipeline"] = names.ingest_pipeline
     index = names.events("windows.evtx")
     try:

@@ -41,12 +41,15 @@ SYSMON = "Microsoft-Windows-Sysmon/Operational"
 SOURCE = SourceInfo("test-windows-evtx", "windows.evtx", "windows")
 
 
-def _evtx(eid: int, data: dict[str, Any]) -> dict[str, Any]:
+def _evtx(
+    eid: int, data: dict[str, Any], channel: str = SYSMON, provider: str = "Microsoft-Windows-Sysmon"
+) -> dict[str, Any]:
+    """An EVTX record (Sysmon unless told) turned into the stored ECS event by the project's parser."""
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     system = {
-        "Provider": {"#attributes": {"Name": "Microsoft-Windows-Sysmon"}},
+        "Provider": {"#attributes": {"Name": provider}},
         "EventID": eid,
-        "Channel": SYSMON,
+        "Channel": channel,
         "Computer": "ws-07.hcm.local",
         "TimeCreated": {"#attributes": {"SystemTime": now}},
     }
@@ -208,6 +211,10 @@ class Recording:
         self.es = es
         self.bodies: list[dict[str, Any]] = []
         self.concurrency: list[int | None] = []
+
+    @property
+    def indices(self) -> Any:  # the batch reads the backing indices' settings (trigram sub-fields)
+        return self.es.indices
 
     def msearch(self, **kw: Any) -> Any:
         self.bodies += kw["searches"][1::2]

@@ -26,6 +26,7 @@ from hcm_soc.detection.compiler import RuleCompiler
 from hcm_soc.detection.loader import load_rules
 from hcm_soc.detection.matcher import find_matches
 from hcm_soc.detection.model import Window
+from hcm_soc.store.grams import GRAM_SETTINGS
 from hcm_soc.store.names import IndexNames
 from hcm_soc.store.templates import build_items, ecs_mappings, install, uninstall
 
@@ -184,7 +185,7 @@ class Store:
 def store(es: Elasticsearch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     names = IndexNames(prefix=f"t{uuid.uuid4().hex[:10]}", namespace="test")
     install(es, [i for i in build_items(names) if i.kind == "pipeline"])
-    settings = {"index.number_of_shards": 1, "index.number_of_replicas": 0}
+    settings: dict[str, Any] = {"index.number_of_shards": 1, "index.number_of_replicas": 0, **GRAM_SETTINGS}
     settings["index.final_pipeline"] = names.ingest_pipeline
     try:
         start = datetime.now(UTC) - timedelta(minutes=1)
@@ -463,7 +464,7 @@ def test_window_is_half_open_on_event_ingested(store: Store) -> None:
 def test_same_event_id_in_two_backing_indices_is_one_match(store: Store) -> None:
     """After a rollover or a replay an event id can exist in two indices of the pattern: one match."""
     index = store.names.events("dup.check")
-    settings = {"index.number_of_shards": 1, "index.number_of_replicas": 0}
+    settings: dict[str, Any] = {"index.number_of_shards": 1, "index.number_of_replicas": 0, **GRAM_SETTINGS}
     settings["index.final_pipeline"] = store.names.ingest_pipeline
     store.es.indices.create(index=index, settings=settings, mappings=ecs_mappings())
     try:

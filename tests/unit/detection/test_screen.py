@@ -13,7 +13,8 @@ from sigma.types import SigmaNumber, SigmaRegularExpression, SigmaString
 from hcm_soc.detection.compiler import PythonCheckedRule, RuleCompiler
 from hcm_soc.detection.loader import load_rules
 from hcm_soc.detection.model import CompiledRule
-from hcm_soc.detection.screen import cheap_value
+from hcm_soc.detection.screen import cheap_value, trigrams
+from hcm_soc.store.grams import GRAM_FIELDS, gram_field
 from hcm_soc.store.names import IndexNames
 from tests.unit.detection.test_compiler import write_rule
 
@@ -190,3 +191,90 @@ def test_python_checked_rule_with_only_a_residual_condition_keeps_its_log_source
     rule = _compile(tmp_path, "sel:\n    CommandLine|re: '\\bwhoami\\b'\ncondition: sel")
     assert isinstance(rule, PythonCheckedRule)
     assert "command_line" not in rule.lucene and "winlog.channel" in rule.lucene
+
+
+# -- trigram screens (GRAM_FIELDS have a `.grams` sub-field) ------------------------------------------
+
+
+def _grams(rule: CompiledRule) -> str | None:
+    return None if rule.screen_grams is None else rule.screen_grams["query_string"]["query"]
+
+
+@pytest.mark.parametrize(
+    ("value", "cased", "expected"),
+    [
+        ("*whoami*", False, ["who", "ami"]),  # every third trigram and the last
+        ("*shadowcopy*", False, ["sha", "dow", "cop", "opy"]),
+        ("*ab*", False, []),  # too short
+        ("*ab?cd*", False, []),  # `?` splits the runs: none of three
+        ("*abc*def*", False, ["abc", "def"]),
+        ("*Invoke-Mimikatz*", True, ["inv", "oke", "-mi", "mik", "atz"]),  # cased: lower-cased
+        ("*\\\\a b*", False, ["\\a ", "a b"]),  # backslash and space are characters like others
+        ("*dé-ja vu*", False, ["-ja", " vu"]),  # only ASCII runs
+        ("*😀😃😄*", False, []),
+    ],
+)
+def test_trigrams_are_implied_by_the_value(value: str, cased: bool, expected: list[str]) -> None:
+    sigma = SigmaString(value)
+    got = trigrams(sigma, cased)
+    assert got == expected
+    # every trigram occurs in every string the value matches (here: the value with its wildcards
+    # replaced by other text, lower-cased as `.grams` is)
+    sample = value.replace("*", "xyz").replace("?", "q").lower()
+    assert all(g in sample for g in got)
+
+
+def test_gram_field_only_for_fields_with_grams() -> None:
+    assert gram_field("process.command_line.caseless") == "process.command_line.grams"
+    assert gram_field("process.command_line") == "process.command_line.grams"  # |cased
+    assert gram_field("winlog.event_data.Details.caseless") == "winlog.event_data.Details.grams"
+    assert gram_field("process.name.caseless") is None
+    assert gram_field("winlog.event_data.Foo.caseless") is None
+    assert all(gram_field(f) == f + ".grams" for f in GRAM_FIELDS)
+
+
+def test_contains_gets_a_trigram_screen_and_stays_inexact(tmp_path: Path) -> None:
+    rule = _compile(tmp_path, "sel:\n  CommandLine|contains: 'shadowcopy delete'\ncondition: sel")
+    assert rule.screen is None  # no cheap condition at all
+    assert _grams(rule) == (
+        "(process.command_line.grams:sha AND process.command_line.grams:dow AND "
+        "process.command_line.grams:cop AND process.command_line.grams:y\\ d AND "
+        "process.command_line.grams:ele AND process.command_line.grams:ete)"
+    )
+
+
+def test_a_value_list_becomes_an_or_of_each_values_trigrams(tmp_path: Path) -> None:
+    rule = _compile(
+        tmp_path,
+        "sel:\n  Image|endswith: '\\rundll32.exe'\n"
+        "  CommandLine|contains:\n    - 'javascript:'\n    - 'mshtml'\n    - '.registerxll'\n"
+        "condition: sel",
+    )
+    grams = _grams(rule)
+    assert grams is not None and _screen(rule) is not None
+    assert _screen(rule) in grams  # the cheap name guard stays
+    f = "process.command_line.grams"
+    for conj in (
+        f"({f}:jav AND {f}:asc AND {f}:rip AND {f}:pt\\:)",
+        f"({f}:msh AND {f}:tml)",
+        f"({f}:\\.re AND {f}:gis AND {f}:ter AND {f}:xll)",
+    ):
+        assert conj in grams
+    assert not rule.screen_exact
+
+
+def test_a_value_without_trigrams_leaves_the_leaf_unscreened(tmp_path: Path) -> None:
+    rule = _compile(
+        tmp_path,
+        "sel:\n  CommandLine|contains:\n    - 'whoami'\n    - '/c'\n    - 'net user'\ncondition: sel",
+    )
+    assert rule.screen is None and rule.screen_grams is None  # '/c' could be in any command line
+    emoji = _compile(tmp_path, "sel:\n  CommandLine|contains: '😀'\ncondition: sel")
+    assert emoji.screen_grams is None
+
+
+def test_fields_without_grams_and_keywords_stay_as_before(tmp_path: Path) -> None:
+    rule = _compile(tmp_path, "sel:\n  Company|contains: 'microsoft'\ncondition: sel")
+    assert rule.screen is None and rule.screen_grams is None  # no .grams on process.pe.company
+    keywords = _compile(tmp_path, "keywords:\n  - 'mimikatz'\ncondition: keywords")
+    assert keywords.screen_grams is None  # a single keyword: every keyword field
