@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import replace
 
+import pytest
 from elasticsearch import Elasticsearch
 
+from hcm_soc.store import templates
 from hcm_soc.store.bulk import BulkWriter
+from hcm_soc.store.grams import GRAM_ANALYZER, indices_with_grams
 from hcm_soc.store.names import IndexNames
 from hcm_soc.store.templates import SCHEMA_VERSION, TemplateItem, _with_meta, build_items, install
 
@@ -86,3 +90,35 @@ def test_hand_edited_template_is_repaired_with_force(es: Elasticsearch, names: I
         "index_template"
     ]
     assert again["priority"] == 200
+
+
+def test_schema_7_upgrades_to_trigram_sub_fields(
+    es: Elasticsearch, names: IndexNames, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster installed before `.grams` (schema 7): the event data streams roll over to backing
+    indices with the trigram analyzer and sub-fields (analysis cannot change on an open index), the
+    alerts index keeps mappings without `.grams` (it could not take them), and the batch knows which
+    indices have them."""
+    with monkeypatch.context() as old:
+        old.setattr(templates, "with_grams", lambda mappings: mappings)
+        old.setattr(templates, "GRAM_SETTINGS", {})
+        old.setattr(templates, "SCHEMA_VERSION", 7)
+        install(es, templates.build_items(names))
+    index = names.events("windows.evtx")
+    doc = {"@timestamp": "2026-11-25T00:00:00Z", "process": {"command_line": "whoami /all"}}
+    es.index(index=index, document=doc, op_type="create", refresh=True)
+    (before,) = es.indices.get_mapping(index=index)
+
+    results = {r.name: r for r in install(es, templates.build_items(names))}
+    assert results[f"{names.prefix}-events"].action == "updated"
+    assert f"{index}: rolled over" in results[f"{names.prefix}-events"].detail
+    assert "grams" not in json.dumps(dict(es.indices.get_mapping(index=names.alerts)))
+    es.index(index=index, document=doc, op_type="create", refresh=True)
+    mappings = es.indices.get_mapping(index=index)
+    (after,) = set(mappings) - {before}
+    assert "grams" not in json.dumps(mappings[before])
+    command_line = mappings[after]["mappings"]["properties"]["process"]["properties"]["command_line"]
+    assert command_line["fields"]["grams"]["analyzer"] == GRAM_ANALYZER
+    assert indices_with_grams(es, [before, after]) == {after}
+    found = es.count(index=index, query={"term": {"process.command_line.grams": "who"}})["count"]
+    assert found == 1  # the event written after the upgrade

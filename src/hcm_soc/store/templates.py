@@ -85,12 +85,13 @@ def _with_meta(body: dict[str, Any], version: int) -> dict[str, Any]:
     return out
 
 
-def ecs_mappings() -> dict[str, Any]:
-    """The events mappings (ECS and hcm-soc fields, `.caseless` and `.grams` sub-fields); an index
-    created with them needs GRAM_SETTINGS (the `@ecs-mappings` component template carries both)."""
+def ecs_mappings(*, grams: bool = True) -> dict[str, Any]:
+    """The events mappings (ECS and hcm-soc fields, `.caseless` sub-fields, and unless `grams` is
+    False the `.grams` ones); an index created with `.grams` needs GRAM_SETTINGS (the
+    `@ecs-mappings` component template carries both)."""
     text = resources.files("hcm_soc.store").joinpath("templates/ecs-mappings.json").read_text("utf-8")
     mappings: dict[str, Any] = json.loads(text)["template"]["mappings"]
-    return with_grams(mappings)
+    return with_grams(mappings) if grams else mappings
 
 
 def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") -> list[TemplateItem]:
@@ -408,6 +409,7 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
             pattern=pattern,
         )
 
+    alert_mappings = merge_mappings(ecs_mappings(grams=False), own(extra_props=alert_extra))
     events_dyn = {
         k: v for k, v in events_settings["template"]["settings"].items() if k != "index.number_of_shards"
     }
@@ -422,14 +424,15 @@ def build_items(names: IndexNames, *, shards: int = 1, replicas: str = "0-1") ->
             effective_mappings=ecs,
             dynamic_settings=events_dyn,
         ),
+        # the ECS mappings without `.grams` (alerts are not searched by rules): the alerts index,
+        # created once, could not take the trigram analyzer on upgrade (analysis is fixed at creation)
         index_template(
             f"{p}-alerts",
             names.alerts,
-            mappings=own(extra_props=alert_extra),
-            composed_of=[f"{p}@ecs-mappings"],
+            mappings=alert_mappings,
             settings=base_settings,
             data_stream=False,
-            effective_mappings=merge_mappings(ecs, own(extra_props=alert_extra)),
+            effective_mappings=alert_mappings,
             dynamic_settings=plain_dyn,
         ),
         index_template(
