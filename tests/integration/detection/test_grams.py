@@ -26,14 +26,14 @@ from typing import Any
 import pytest
 from elasticsearch import Elasticsearch
 
-from hcm_soc.detection import batch, scratch
+from hcm_soc.detection import scratch
 from hcm_soc.detection.compiler import RuleCompiler
 from hcm_soc.detection.loader import load_rules
 from hcm_soc.detection.matcher import find_matches
 from hcm_soc.detection.model import CompiledRule, Window
 from hcm_soc.detection.scratch import ScratchEvents
 from hcm_soc.store.names import IndexNames
-from tests.integration.detection.test_screen import Recording, _evtx, proc
+from tests.integration.detection.test_screen import _evtx, batch_as_find_matches, proc
 
 pytestmark = pytest.mark.integration
 
@@ -197,17 +197,9 @@ def test_trigram_screens_are_implied_by_the_rules(store: Store) -> None:
 
 
 def test_batch_uses_trigram_screens_and_gives_find_matches_results(store: Store) -> None:
-    names = list(store.rules)
-    items = [(store.rules[n], store.window) for n in names]
-    want = [find_matches(store.es, c, w, limit=100) for c, w in items]
-    recording = Recording(store.es)
-    got = batch.evaluate_batch(recording, items, limit=100)  # type: ignore[arg-type]
-    for name, g, w in zip(names, got, want, strict=True):
-        assert [m.key for m in g.matches] == [m.key for m in w.matches], name
-        assert (g.examined, g.truncated) == (w.examined, w.truncated), name
+    recording, _, pos = batch_as_find_matches(store.es, store.rules, store.window)
     screens = json.dumps([b for b in recording.bodies if "screens" in b.get("aggs", {})])
     assert ".grams:" in screens
-    pos = {n: i for i, n in enumerate(names)}
     assert recording.built(pos["absent"]) == (False, False)  # no event holds its trigrams
     assert recording.built(pos["contains"]) == (True, True)  # its screen found events: counted, paged
 
@@ -215,12 +207,8 @@ def test_batch_uses_trigram_screens_and_gives_find_matches_results(store: Store)
 def test_indices_without_grams_get_the_plain_screens(old_store: Store) -> None:
     mapping = old_store.es.indices.get_mapping(index=old_store.index)[old_store.index]["mappings"]
     assert "grams" not in json.dumps(mapping)
-    names = list(old_store.rules)
-    items = [(old_store.rules[n], old_store.window) for n in names]
-    recording = Recording(old_store.es)
-    got = batch.evaluate_batch(recording, items, limit=100)  # type: ignore[arg-type]
-    for name, g in zip(names, got, strict=True):
+    recording, got, pos = batch_as_find_matches(old_store.es, old_store.rules, old_store.window)
+    for name, g in zip(old_store.rules, got, strict=True):
         assert {m.key for m in g.matches} == {old_store.ids[i] for i in EXPECTED[name]}, name
     assert ".grams" not in json.dumps(recording.bodies)
-    pos = {n: i for i, n in enumerate(names)}
     assert recording.built(pos["absent"]) == (True, False)  # no plain screen: counted with its query

@@ -29,7 +29,7 @@ from hcm_soc.detection.compiler import PythonCheckedRule, RuleCompiler, lucene_q
 from hcm_soc.detection.fieldmaps.sources import find_source
 from hcm_soc.detection.loader import load_rules
 from hcm_soc.detection.matcher import find_matches
-from hcm_soc.detection.model import CompiledRule, Window
+from hcm_soc.detection.model import CompiledRule, MatchResult, Window
 from hcm_soc.detection.scratch import ScratchEvents
 from hcm_soc.parsers.base import ParseContext, SourceInfo, finish
 from hcm_soc.parsers.evtx import parse_evtx_record
@@ -238,18 +238,27 @@ class Recording:
         return counted, paged
 
 
-def test_batch_with_screens_matches_find_matches_and_skips_what_the_screens_rule_out(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    names = list(store.rules)
-    items = [(store.rules[n], store.window) for n in names]
-    want = [find_matches(store.es, c, w, limit=100) for c, w in items]
-    recording = Recording(store.es)
+def batch_as_find_matches(
+    es: Elasticsearch, rules: dict[str, CompiledRule], window: Window
+) -> tuple[Recording, list[MatchResult], dict[str, int]]:
+    """The batch of `rules` over `window`, checked rule by rule against `find_matches`: the searches
+    it sent, its results, and each rule's item position."""
+    names = list(rules)
+    items = [(rules[n], window) for n in names]
+    want = [find_matches(es, c, w, limit=100) for c, w in items]
+    recording = Recording(es)
     got = batch.evaluate_batch(recording, items, limit=100)  # type: ignore[arg-type]
     for name, g, w in zip(names, got, want, strict=True):
         assert [m.key for m in g.matches] == [m.key for m in w.matches], name
         assert (g.examined, g.truncated) == (w.examined, w.truncated), name
-    pos = {n: i for i, n in enumerate(names)}
+    return recording, got, {n: i for i, n in enumerate(names)}
+
+
+def test_batch_with_screens_matches_find_matches_and_skips_what_the_screens_rule_out(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recording, got, pos = batch_as_find_matches(store.es, store.rules, store.window)
+    items = [(rule, store.window) for rule in store.rules.values()]
     assert recording.built(pos["absent"]) == (False, False)  # its screen found nothing
     assert recording.built(pos["whoami-system"]) == (False, True)  # exact screen: its count is known
     assert recording.built(pos["certutil"]) == (True, True)  # inexact: counted, then searched
