@@ -16,11 +16,12 @@ import socket
 import pytest
 
 from hcm_soc.collectors.network import implementation
-from hcm_soc.collectors.network.community_id import community_id, ports_community_id
+from hcm_soc.collectors.network.community_id import _dotted_quad, community_id, ports_community_id
 from hcm_soc.collectors.network.ecs import fixed6
-from hcm_soc.collectors.network.flowrecord import InternalRanges, _dotted_quad, _duration_ns
+from hcm_soc.collectors.network.flowrecord import InternalRanges, _duration_ns
 from hcm_soc.collectors.network.packet import cut
-from hcm_soc.collectors.network.tls import ClientHello, ServerHello, parse_client_hello
+from hcm_soc.collectors.network.tls import parse_client_hello
+from hcm_soc.collectors.network.tlshello import ClientHello, ServerHello
 from tests.unit.network_proto.test_tls import _client_hello
 
 

@@ -35,6 +35,7 @@ COMPILED_MODULES = (
     "pcapfile",
     "tcpstream",
     "tls",
+    "tlshello",
 )
 
 _HERE = Path(__file__).parent

@@ -22,6 +22,14 @@ cdef class _Conn:
     cdef public object dns_buf
 
 
+cdef double _EXPIRE_EVERY
+
+
+cdef object _classify(Flow flow, bytes payload)
+@cython.locals(conn=_Conn)
+cdef _Conn _port_conn(long port, bint client_is_orig, Flow flow)
+
+
 cdef class NetworkAnalyzer:
     cdef public object _emit
     cdef public object decoder
@@ -41,7 +49,11 @@ cdef class NetworkAnalyzer:
     cdef _tcp(self, Flow flow, Packet p, object ext)
     @cython.locals(more=bint, chunk=bytes, http=HttpTracker, tls=TlsTracker)
     cdef _deliver(self, Flow flow, _Conn conn, double ts, bint from_client, list chunks)
-    @cython.locals(conn=_Conn, stream=TcpStream, rest=list)
+    @cython.locals(conn=_Conn)
     cpdef _flow_end(self, Flow flow, bint final)
-    @cython.locals(network=dict, src=dict, dst=dict, proto=int, flow=Flow, conn=object, dns=dict, question=dict)
+    @cython.locals(rest=list, counters=dict)
+    cdef _finish_stream(self, Flow flow, _Conn conn, bint from_client, TcpStream stream)
+    cpdef _emit_flow(self, dict event)
+    @cython.locals(network=dict, src=dict, dst=dict, proto=int, flow=Flow, ext=object, conn=_Conn, dns=dict,
+                   question=dict, s_ip=str, d_ip=str)
     cpdef str _decorate(self, str dataset, dict event)

@@ -59,6 +59,7 @@ _EMPTY: dict[str, Any] = {}  # read-only stand-in for a missing part of a record
 
 
 @cython.no_gc  # streams and buffers only, never its flow
+@cython.freelist(16)  # created and freed per connection or message: reuse the memory
 @cython.cclass
 class _Conn:
     """Analyzer state of one TCP connection that is being analysed (``Flow.ext``)."""
@@ -84,6 +85,32 @@ class _Conn:
 _SKIP = object()  # Flow.ext of TCP connections that are not analysed
 
 
+def _classify(flow: Flow, payload: bytes) -> Any:
+    """At the first payload: _Conn for connections we analyse, _SKIP for the others."""
+    conn = _port_conn(flow.resp_port, True, flow)
+    if conn is None and flow.resp_port >= 1024:  # the originator may be the server (its SYN was missed)
+        conn = _port_conn(flow.orig_port, False, flow)
+    if conn is not None:
+        return conn
+    if flow.from_orig:  # the client's first bytes tell HTTP or TLS on another port
+        if payload.startswith(_HTTP_STARTS):
+            return _Conn("http", True, flow)
+        if len(payload) >= 3 and payload[0] == 0x16 and payload[1] == 0x03:
+            return _Conn("tls", True, flow)
+    return _SKIP
+
+
+def _port_conn(port: int, client_is_orig: bool, flow: Flow) -> _Conn | None:
+    """The analyzer of a connection whose server side is on ``port``, if it is a known one."""
+    if port in HTTP_PORTS:
+        return _Conn("http", client_is_orig, flow)
+    if port in TLS_PORTS:
+        return _Conn("tls", client_is_orig, flow)
+    if port == 53:
+        return _Conn("dns", client_is_orig, flow)
+    return None
+
+
 class NetworkAnalyzer:
     """See the module docstring."""
 
@@ -100,7 +127,7 @@ class NetworkAnalyzer:
         self._emit = emit
         self.decoder = decoder if decoder is not None else FrameDecoder()
         self.flows = FlowTable(
-            lambda e: emit("network.flow", e, e["hcm"]["flow"]["id_key"]),
+            self._emit_flow,
             max_flows,
             internal_networks=internal_networks,
             active_timeout=active_timeout,
@@ -190,17 +217,23 @@ class NetworkAnalyzer:
         the flow table keeps the SYNs' sequence numbers until the first payload)."""
         payload = p.payload
         if ext is None:
-            ext = flow.ext = self._classify(flow, payload)
+            ext = flow.ext = _classify(flow, payload)
             if ext is _SKIP:
                 return
             # Start both streams at their SYN when it was seen, so a first segment that arrives
             # after a later one is still delivered in order.
-            client_isn, server_isn = (flow.oisn, flow.risn) if ext.client_is_orig else (flow.risn, flow.oisn)
+            conn = ext
+            if conn.client_is_orig:
+                client_isn = flow.oisn
+                server_isn = flow.risn
+            else:
+                client_isn = flow.risn
+                server_isn = flow.oisn
             if client_isn is not None:
-                ext.to_server.start(client_isn)
+                conn.to_server.start(client_isn)
             if server_isn is not None:
-                ext.to_client.start(server_isn)
-        conn: _Conn = ext
+                conn.to_client.start(server_isn)
+        conn = ext
         if flow.from_orig == conn.client_is_orig:
             if conn.done & 1:  # the analyzer has all it wants from the client: no reassembly
                 return
@@ -213,26 +246,6 @@ class NetworkAnalyzer:
             chunks = conn.to_client.segment(p.seq, p.tcp_flags, payload)
             if chunks:
                 self._deliver(flow, conn, p.ts, False, chunks)
-
-    @staticmethod
-    def _classify(flow: Flow, payload: bytes) -> Any:
-        """At the first payload: _Conn for connections we analyse, _SKIP for the others."""
-        candidates = [(flow.resp_port, True)]
-        if flow.resp_port >= 1024:  # the originator may be the server (its SYN was missed)
-            candidates.append((flow.orig_port, False))
-        for port, client_is_orig in candidates:
-            if port in HTTP_PORTS:
-                return _Conn("http", client_is_orig, flow)
-            if port in TLS_PORTS:
-                return _Conn("tls", client_is_orig, flow)
-            if port == 53:
-                return _Conn("dns", client_is_orig, flow)
-        if flow.from_orig:  # the client's first bytes tell HTTP or TLS on another port
-            if payload.startswith(_HTTP_STARTS):
-                return _Conn("http", True, flow)
-            if len(payload) >= 3 and payload[0] == 0x16 and payload[1] == 0x03:
-                return _Conn("tls", True, flow)
-        return _SKIP
 
     def _deliver(self, flow: Flow, conn: _Conn, ts: float, from_client: bool, chunks: list[bytes]) -> None:
         """Hand in-order bytes to the connection's analyzer; a direction it needs no more of is
@@ -289,17 +302,8 @@ class NetworkAnalyzer:
         conn = flow.ext
         self._current = flow
         try:
-            for from_client, stream in ((True, conn.to_server), (False, conn.to_client)):
-                rest = stream.finish()
-                if rest and not conn.done & (1 if from_client else 2):
-                    self._deliver(flow, conn, flow.last, from_client, rest)
-                self._current = flow
-                if stream.retransmitted or stream.out_of_order or stream.gaps:  # missed bytes need a gap
-                    counters = self._tcp_counters
-                    counters["tcp_retransmitted"] += stream.retransmitted
-                    counters["tcp_out_of_order"] += stream.out_of_order
-                    counters["tcp_gaps"] += stream.gaps
-                    counters["tcp_missed_bytes"] += stream.missed_bytes
+            self._finish_stream(flow, conn, True, conn.to_server)
+            self._finish_stream(flow, conn, False, conn.to_client)
             if conn.app == "http":
                 self.http.close(flow.key)
             elif conn.app == "tls":
@@ -307,7 +311,24 @@ class NetworkAnalyzer:
         finally:
             self._current = None
 
+    def _finish_stream(self, flow: Flow, conn: _Conn, from_client: bool, stream: TcpStream) -> None:
+        """End of one direction: deliver what reassembly still holds, count what it saw."""
+        rest = stream.finish()
+        if rest and not conn.done & (1 if from_client else 2):
+            self._deliver(flow, conn, flow.last, from_client, rest)
+        self._current = flow
+        if stream.retransmitted or stream.out_of_order or stream.gaps:  # missed bytes need a gap
+            counters = self._tcp_counters
+            counters["tcp_retransmitted"] += stream.retransmitted
+            counters["tcp_out_of_order"] += stream.out_of_order
+            counters["tcp_gaps"] += stream.gaps
+            counters["tcp_missed_bytes"] += stream.missed_bytes
+
     # ------------------------------------------------------------------ records
+
+    def _emit_flow(self, event: dict[str, Any]) -> None:
+        """A flow record to the sink (a C method when compiled: the flow table calls it per flow)."""
+        self._emit("network.flow", event, event["hcm"]["flow"]["id_key"])
 
     def _app_emitter(self, dataset: str) -> Callable[[dict[str, Any]], None]:
         def emit(event: dict[str, Any]) -> None:
@@ -339,9 +360,9 @@ class NetworkAnalyzer:
             network["type"] = "ipv6" if ":" in str(src.get("ip", "")) else "ipv4"
         network["community_id"] = cid
         network["iana_number"] = "6" if proto == 6 else "17"
-        if "ip" in src and "ip" in dst:
-            s_ip = src["ip"]
-            d_ip = dst["ip"]
+        s_ip = src.get("ip")  # one lookup each, not a test and a read
+        d_ip = dst.get("ip")
+        if s_ip is not None and d_ip is not None:
             network["direction"] = self.flows.internal.direction(s_ip, d_ip)
             event["related"] = {"ip": [s_ip] if s_ip == d_ip else [s_ip, d_ip]}
         if dataset == "network.dns":
@@ -352,8 +373,9 @@ class NetworkAnalyzer:
                 f"{question.get('name')}|{question.get('type')}"
             )
         if flow is not None:
-            conn = flow.ext
-            if isinstance(conn, _Conn):
+            ext = flow.ext
+            if isinstance(ext, _Conn):
+                conn = ext  # typed when compiled: C field access
                 conn.records += 1
                 return f"{dataset}|{cid}|{fixed6(flow.conn_start)}|{conn.records}"
         return f"{dataset}|{cid}|{event.get('@timestamp', '')}"

@@ -1,6 +1,9 @@
 # Compiled form of dns.py (Cython's pure-Python mode): name decoding in C.
 cimport cython
 
+cdef int _MAX_POINTERS
+cdef long _FLAG_MASK
+
 from hcm_soc.collectors.network.ecs cimport iso
 from hcm_soc.collectors.network.packet cimport cut
 

@@ -73,6 +73,7 @@ class DnsFormatError(ValueError):
 
 
 @cython.no_gc  # strings, numbers and tuples of these: no cycles
+@cython.freelist(16)  # created and freed per connection or message: reuse the memory
 @cython.cclass
 class DnsQuestion:
     __slots__ = ("name", "qclass", "qtype")
@@ -87,6 +88,7 @@ class DnsQuestion:
 
 
 @cython.no_gc
+@cython.freelist(16)  # created and freed per connection or message: reuse the memory
 @cython.cclass
 class DnsAnswer:
     __slots__ = ("data", "name", "raw_length", "rclass", "rtype", "ttl")
@@ -109,6 +111,7 @@ class DnsAnswer:
 
 
 @cython.no_gc
+@cython.freelist(16)  # created and freed per connection or message: reuse the memory
 @cython.cclass
 class DnsMessage:
     __slots__ = (
@@ -392,6 +395,7 @@ def _endpoint(ip: str, port: int) -> dict[str, Any]:
 
 
 @cython.no_gc  # the query message and its key only
+@cython.freelist(16)  # created and freed per connection or message: reuse the memory
 @cython.cclass
 class _Pending:
     __slots__ = ("key", "query", "ts")

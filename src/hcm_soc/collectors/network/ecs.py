@@ -11,6 +11,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import cython
+
 __all__ = ["fixed6", "iso", "iso_us", "protocol_event"]
 
 _SECONDS: dict[int, str] = {}
@@ -33,15 +35,44 @@ def _micros(fraction: float) -> int:
     return us
 
 
+_last_sec = -1  # the second of the last _prefix call and its text: most calls repeat it
+_last_prefix = ""
+
+
 def _prefix(sec: int) -> str:
     """``YYYY-MM-DDTHH:MM:SS`` of an epoch second, cached."""
+    global _last_sec, _last_prefix
+    if sec == _last_sec:
+        return _last_prefix
     cache = _SECONDS  # a typed local when compiled: C dict calls, not a `.get` method call
     prefix = cache.get(sec)
     if prefix is None:
         if len(cache) >= 4096:
             cache.clear()
         prefix = cache[sec] = _strftime("%Y-%m-%dT%H:%M:%S", _gmtime(sec))
+    _last_sec = sec
+    _last_prefix = prefix
     return prefix
+
+
+def _stamp(prefix: str, us: int, fraction: bool) -> str:
+    """``f"{prefix}.{us:06d}Z"`` (``f"{prefix}Z"`` without ``fraction``) for 0 <= us < 10**6 and
+    an ASCII ``prefix``: written into a C buffer and decoded once when compiled, instead of
+    formatting the number and joining three strings."""
+    n = len(prefix)
+    if not cython.compiled or n > 40:
+        return f"{prefix}.{us:06d}Z" if fraction else f"{prefix}Z"
+    buf = cython.declare(cython.char[48])
+    for i in range(n):
+        buf[i] = prefix[i]
+    if fraction:
+        buf[n] = 46  # "."
+        for i in range(n + 6, n, -1):
+            buf[i] = 48 + us % 10
+            us //= 10
+        n += 7
+    buf[n] = 90  # "Z"
+    return buf[: n + 1].decode("ascii")
 
 
 def iso(ts: float) -> str:
@@ -54,8 +85,7 @@ def iso(ts: float) -> str:
     if us >= 1_000_000:
         sec += 1
         us -= 1_000_000
-    prefix = _prefix(sec)
-    return f"{prefix}.{us:06d}Z" if us else f"{prefix}Z"
+    return _stamp(_prefix(sec), us, us != 0)
 
 
 def iso_us(ts: float) -> str:
@@ -67,7 +97,7 @@ def iso_us(ts: float) -> str:
     if us >= 1_000_000:
         sec += 1
         us -= 1_000_000
-    return f"{_prefix(sec)}.{us:06d}Z"
+    return _stamp(_prefix(sec), us, True)
 
 
 def fixed6(ts: float) -> str:
@@ -88,7 +118,24 @@ def fixed6(ts: float) -> str:
         if us == 1_000_000:
             sec += 1
             us = 0
-    return f"{sec}.{us:06d}"
+    if not cython.compiled:
+        return f"{sec}.{us:06d}"
+    # compiled: the digits written into a C buffer from the right, decoded once
+    buf = cython.declare(cython.char[32])
+    i = 32
+    for _ in range(6):
+        i -= 1
+        buf[i] = 48 + us % 10
+        us //= 10
+    i -= 1
+    buf[i] = 46  # "."
+    while True:
+        i -= 1
+        buf[i] = 48 + sec % 10
+        sec //= 10
+        if sec == 0:
+            break
+    return buf[i:32].decode("ascii")
 
 
 def protocol_event(

@@ -1,6 +1,7 @@
 # Compiled form of flowrecord.py (Cython's pure-Python mode): the flow's fields get C types.
 cimport cython
 
+from hcm_soc.collectors.network.community_id cimport _dotted_quad
 from hcm_soc.collectors.network.ecs cimport fixed6, iso_us
 from hcm_soc.collectors.network.packet cimport Packet
 from hcm_soc.collectors.network.tcpstream cimport tcp_conn_state
@@ -31,8 +32,8 @@ cdef class Flow:
     cdef public int rstate
     cdef public str history
     cdef public long hist_mask
-    cdef public object ohw
-    cdef public object rhw
+    cdef public long long ohw
+    cdef public long long rhw
     cdef public object oisn
     cdef public object risn
     cdef public object icmp_type
@@ -51,12 +52,10 @@ cdef class InternalRanges:
 
     @cython.locals(value=cython.longlong, hit=bint, net=cython.longlong, mask=cython.longlong)
     cpdef bint _lookup(self, str ip)
-    @cython.locals(cache=dict)
+    @cython.locals(cache=dict, s=object, d=object)
     cpdef str direction(self, str src, str dst)
 
 
-@cython.locals(value=cython.longlong, octet=cython.longlong, digits=int, dots=int, ch=cython.Py_UCS4)
-cpdef long long _dotted_quad(str ip)
 
 
 @cython.locals(x=double, us=cython.longlong, rest=double)

@@ -4,12 +4,16 @@ cimport cython
 from hcm_soc.collectors.network.community_id cimport ports_community_id
 from hcm_soc.collectors.network.flowrecord cimport Flow, InternalRanges, flow_record
 from hcm_soc.collectors.network.packet cimport Packet
+from hcm_soc.collectors.network.tcpstream cimport next_states
 
-cdef long _A, _D, _T, _M32
+cdef long _A, _D, _T, _M32, _HALF32
+# the TCP flags and endpoint states imported from tcpstream, as C numbers here
+cdef long ACK, FIN, RST, SYN
+cdef int CLOSED, INACTIVE, RESET
 
 
 cdef _add_letter(Flow flow, long bit)
-cdef _letter(Flow flow, str letter, bint from_orig)
+cdef _letter(Flow flow, long bit, bint from_orig)
 
 
 cdef class FlowTable:
@@ -29,11 +33,12 @@ cdef class FlowTable:
     cdef public long created
 
     @cython.locals(ts=double, proto=int, sp=long, dp=long, low=bint, plen=Py_ssize_t, flags=long,
-                   end=long, bit=long, flow=Flow, key=tuple)
+                   end=long, bit=long, flow=Flow, key=tuple, hw=cython.longlong)
     cpdef Flow add(self, Packet p)
     @cython.locals(flipped=bint, proto=int, flags=long, flow=Flow)
     cdef Flow _new(self, tuple key, Packet p, bint low)
-    @cython.locals(flags=long, plen=Py_ssize_t, bit=long, seq=long, end=long, ahead=long)
+    @cython.locals(flags=long, plen=Py_ssize_t, bit=long, seq=long, end=long, ahead=long, hw=cython.longlong,
+                   index=long)
     cdef _tcp(self, Flow flow, Packet p, bint from_orig)
     @cython.locals(e=int, peer=int)
     cdef _state(self, Flow flow, long flags, Py_ssize_t plen, bint from_orig)

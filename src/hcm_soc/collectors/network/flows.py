@@ -58,6 +58,7 @@ from hcm_soc.collectors.network.tcpstream import (
 __all__ = ["STATE_DESCRIPTIONS", "FlowTable", "direction_of", "flow_community_id"]
 
 _M32 = 0xFFFFFFFF
+_HALF32 = 0x80000000
 
 # Ports above 1023 that are services, for deciding which side of a mid-stream flow is the server.
 _SERVICE_PORTS = frozenset(PORT_PROTOCOLS) | {
@@ -96,6 +97,10 @@ def _control_letter(flags: int) -> str | None:
 
 # by flags & (SYN|FIN|RST|ACK); used for segments with a control flag or without payload
 _CONTROL_LETTERS = [_control_letter(f) for f in range(0x18)]
+# the same as history bits (0: no letter) and as the responder's lower-case letters
+_CONTROL_BITS = [_BIT[c] if c is not None else 0 for c in _CONTROL_LETTERS]
+_CONTROL_UPPER = [c or "" for c in _CONTROL_LETTERS]
+_CONTROL_LOWER = [(c or "").lower() for c in _CONTROL_LETTERS]
 
 
 def _is_service(port: int) -> bool:
@@ -107,11 +112,12 @@ def _add_letter(flow: Flow, bit: int) -> None:
     flow.history += _CHAR_OF_BIT[bit]
 
 
-def _letter(flow: Flow, letter: str, from_orig: bool) -> None:
-    bit = _BIT[letter] if from_orig else _BIT[letter] << 16
+def _letter(flow: Flow, bit: int, from_orig: bool) -> None:
+    """Add the history letter of ``bit`` (the originator's; the responder's is 16 bits up) once."""
+    if not from_orig:
+        bit <<= 16
     if not flow.hist_mask & bit:
-        flow.hist_mask |= bit
-        flow.history += letter if from_orig else letter.lower()
+        _add_letter(flow, bit)
 
 
 class FlowTable:
@@ -217,7 +223,7 @@ class FlowTable:
                 elif plen:
                     end = (p.seq + plen) & _M32
                     hw = flow.ohw
-                    if hw is None or 0 < ((end - hw) & _M32) < 0x80000000:
+                    if hw < 0 or 0 < ((end - hw) & _M32) < _HALF32:
                         flow.ohw = end
                         bit = _D
                     else:  # nothing beyond what this side already sent: a retransmission
@@ -238,7 +244,7 @@ class FlowTable:
                 elif plen:
                     end = (p.seq + plen) & _M32
                     hw = flow.rhw
-                    if hw is None or 0 < ((end - hw) & _M32) < 0x80000000:
+                    if hw < 0 or 0 < ((end - hw) & _M32) < _HALF32:
                         flow.rhw = end
                         bit = _D << 16
                     else:
@@ -289,12 +295,15 @@ class FlowTable:
         flags = p.tcp_flags
         plen = len(p.payload)
         # history letters, Zeek's update_history: one table lookup for the control letter
-        letter = _CONTROL_LETTERS[flags & 0x17] if flags & 0x07 or not plen else None
-        if letter is not None:
-            bit = _BIT[letter] if from_orig else _BIT[letter] << 16
-            if not flow.hist_mask & bit:
-                flow.hist_mask |= bit
-                flow.history += letter if from_orig else letter.lower()
+        if flags & 0x07 or not plen:
+            index = flags & 0x17
+            bit = _CONTROL_BITS[index]
+            if bit:
+                if not from_orig:
+                    bit <<= 16
+                if not flow.hist_mask & bit:
+                    flow.hist_mask |= bit
+                    flow.history += _CONTROL_UPPER[index] if from_orig else _CONTROL_LOWER[index]
         seq = p.seq
         hw = flow.ohw if from_orig else flow.rhw
         if flags & SYN:
@@ -305,16 +314,16 @@ class FlowTable:
                 flow.risn = seq
         elif plen:
             end = (seq + plen) & _M32
-            if hw is None:
+            if hw < 0:
                 hw = end
-                _letter(flow, "D", from_orig)
+                _letter(flow, _D, from_orig)
             else:
                 ahead = (end - hw) & _M32
-                if ahead == 0 or ahead & 0x80000000:  # nothing beyond what this side already sent
-                    _letter(flow, "T", from_orig)
+                if ahead == 0 or ahead & _HALF32:  # nothing beyond what this side already sent
+                    _letter(flow, _T, from_orig)
                 else:
                     hw = end
-                    _letter(flow, "D", from_orig)
+                    _letter(flow, _D, from_orig)
         if from_orig:
             flow.ohw = hw
         else:
@@ -395,7 +404,8 @@ class FlowTable:
 
     def _end(self, flow: Flow, reason: str, final: bool) -> None:
         del self._flows[flow.key]
-        self._closing.pop(flow.key, None)
+        if flow.closed_at is not None:  # only a closed flow is (or was) waiting in _closing
+            self._closing.pop(flow.key, None)
         if self.on_end is not None:
             self.on_end(flow, final)
         self.emitted += 1

@@ -2,6 +2,8 @@
 # segment path and header parsing with typed locals.
 cimport cython
 
+cdef Py_ssize_t _MAX_PENDING, _MAX_HEADER
+
 from hcm_soc.collectors.network.ecs cimport protocol_event
 
 
@@ -37,13 +39,22 @@ cdef class HttpTracker:
     cpdef bint add_segment(self, double ts, tuple conn_key, bint from_originator, bytes payload,
                            tuple endpoints=*) except? -1
     cdef _break(self, _Direction side)
-    @cython.locals(end=Py_ssize_t, head=bytes, lines=list, line=bytes, headers=dict, msg=_Message,
-                   name=bytes, sep=bytes, value=bytes, length=str)
+    @cython.locals(end=Py_ssize_t, head=bytes, first_end=Py_ssize_t, start=tuple, headers=dict, msg=_Message, length=str,
+                   coding=str, status=bytes)
     cdef _drain(self, double ts, _Conn conn, _Direction side, bint is_request)
     cdef _complete(self, _Conn conn, _Message msg, bint is_request)
     cpdef close(self, tuple conn_key)
 
 
+@cython.locals(n=Py_ssize_t, colon=Py_ssize_t, eol=Py_ssize_t, c=cython.uchar, start=Py_ssize_t,
+               end=Py_ssize_t, wanted=tuple, name=bytes, i=Py_ssize_t, headers=dict)
+cpdef dict _headers(bytes head, Py_ssize_t pos)
+cdef bint _is_space(cython.uchar c) noexcept
+cdef bint _is_digit(cython.uchar c) noexcept
+@cython.locals(sp=Py_ssize_t, start=Py_ssize_t, end=Py_ssize_t)
+cpdef tuple _request_line(bytes head, Py_ssize_t n)
+@cython.locals(reason=bytes)
+cpdef tuple _status_line(bytes head, Py_ssize_t n)
 cdef bint _plausible(bytearray buf, bint is_request) except? -1
 @cython.locals(msg=_Message, take=cython.longlong, data_part=cython.longlong, eol=Py_ssize_t,
                end=Py_ssize_t, trailer_end=Py_ssize_t)

@@ -22,22 +22,28 @@ __all__ = ["HttpTracker"]
 _METHODS = frozenset(
     {b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE", b"PROPFIND"}
 )
+# What the first line of a message must look like; _request_line and _status_line give these
+# patterns' match(...).groups() without the regular expression engine.
 _REQUEST_LINE = re.compile(rb"^([A-Z]{3,10}) (\S+) HTTP/(\d\.\d)$")
 _STATUS_LINE = re.compile(rb"^HTTP/(\d\.\d) (\d{3})(?: (.*))?$")
-_WANTED = {
-    name.encode(): name
-    for name in ("host", "user-agent", "referer", "content-type", "content-length", "transfer-encoding")
-}
+_WANTED = ("host", "user-agent", "referer", "content-type", "content-length", "transfer-encoding")
+# (name in bytes, name) by the name's length: the wanted names' lengths all differ
+_WANTED_BY_LENGTH: tuple[tuple[bytes, str] | None, ...] = tuple(
+    next(((n.encode(), n) for n in _WANTED if len(n) == length), None)
+    for length in range(max(map(len, _WANTED)) + 1)
+)
+assert sum(w is not None for w in _WANTED_BY_LENGTH) == len(_WANTED)
 _MAX_PENDING = 64  # pipelined requests waiting for their responses
 _MAX_HEADER = 64 * 1024  # a header block larger than this is not HTTP we want to keep buffering
 
 
 @cython.no_gc  # holds bytes and strings only
+@cython.freelist(16)  # created and freed per connection or message: reuse the memory
 @cython.cclass
 class _Message:
     __slots__ = ("body_bytes", "headers", "start", "ts")
 
-    def __init__(self, ts: float, start: tuple[bytes, ...], headers: dict[str, str]) -> None:
+    def __init__(self, ts: float, start: tuple[bytes | None, ...], headers: dict[str, str]) -> None:
         self.ts = ts
         self.start = start
         self.headers = headers
@@ -45,6 +51,7 @@ class _Message:
 
 
 @cython.no_gc  # its buffer and its current message, never its connection
+@cython.freelist(16)  # created and freed per connection or message: reuse the memory
 @cython.cclass
 class _Direction:
     __slots__ = ("broken", "buf", "chunk_left", "chunked", "current", "remaining")
@@ -59,6 +66,7 @@ class _Direction:
 
 
 @cython.no_gc  # its two directions and pending requests, never the tracker
+@cython.freelist(16)  # created and freed per connection or message: reuse the memory
 @cython.cclass
 class _Conn:
     __slots__ = ("endpoints", "orig", "requests", "resp")
@@ -135,29 +143,30 @@ class HttpTracker:
                 return
             head = bytes(side.buf[:end])
             del side.buf[: end + 4]
-            lines = head.split(b"\r\n")
-            match = (_REQUEST_LINE if is_request else _STATUS_LINE).match(lines[0])
-            if match is None or (is_request and match.group(1) not in _METHODS):
+            first_end = head.find(b"\r\n")
+            if first_end < 0:
+                first_end = len(head)
+            start = _request_line(head, first_end) if is_request else _status_line(head, first_end)
+            if start is None or (is_request and start[0] not in _METHODS):
                 self._break(side)
                 return
-            headers: dict[str, str] = {}
-            for line in lines[1:]:
-                name, sep, value = line.partition(b":")
-                if sep:
-                    key = _WANTED.get(name.strip().lower())
-                    if key is not None:  # decode only the headers the records and body framing use
-                        headers[key] = value.strip().decode("utf-8", "replace")
-            msg = _Message(ts, match.groups(), headers)
+            headers = _headers(head, first_end + 2)
+            msg = _Message(ts, start, headers)
             side.current = msg
-            side.chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+            coding = headers.get("transfer-encoding")
+            side.chunked = coding is not None and "chunked" in coding.lower()
             side.chunk_left = 0
             side.remaining = 0
             if not side.chunked:
-                length = headers.get("content-length", "0").strip()
-                side.remaining = int(length) if length.isdigit() else 0
+                length = headers.get("content-length")
+                if length is not None:
+                    length = length.strip()  # already stripped of ASCII whitespace, not of all
+                    side.remaining = int(length) if length.isdigit() else 0
                 # A HEAD/304/204/1xx response has no body, whatever the headers say.
-                if not is_request and (msg.start[1] in (b"204", b"304") or msg.start[1].startswith(b"1")):
-                    side.remaining = 0
+                if not is_request:
+                    status = cython.cast(bytes, msg.start[1])
+                    if status == b"204" or status == b"304" or status[:1] == b"1":
+                        side.remaining = 0
                 if not is_request and conn.requests and conn.requests[0].start[0] == b"HEAD":
                     side.remaining = 0
 
@@ -184,6 +193,106 @@ class HttpTracker:
     def flush(self) -> None:
         for key in list(self._conns):
             self.close(key)
+
+
+def _headers(head: bytes, pos: int) -> dict[str, str]:
+    """The wanted headers of the header lines from ``pos`` on (lines split at CRLF, the name up to
+    the line's first colon, name and value stripped of ASCII whitespace, names compared in ASCII
+    lower case, a repeated header's last value wins): what ``line.partition(b":")``,
+    ``strip()``, ``lower()`` and a dict lookup per line give, read byte by byte (C code when
+    compiled); only the wanted values are decoded."""
+    headers: dict[str, str] = {}
+    n = len(head)
+    while pos < n:
+        colon = -1
+        eol = pos
+        while eol < n:
+            c = head[eol]
+            if c == 13 and eol + 1 < n and head[eol + 1] == 10:
+                break
+            if c == 58 and colon < 0:
+                colon = eol
+            eol += 1
+        if colon >= 0:
+            start = pos
+            end = colon
+            while start < end and _is_space(head[start]):
+                start += 1
+            while end > start and _is_space(head[end - 1]):
+                end -= 1
+            wanted = _WANTED_BY_LENGTH[end - start] if end - start < len(_WANTED_BY_LENGTH) else None
+            if wanted is not None:
+                name = cython.cast(bytes, wanted[0])
+                i = 0
+                while i < end - start:
+                    c = head[start + i]
+                    if 65 <= c <= 90:  # ASCII upper case, as bytes.lower()
+                        c += 32
+                    if c != name[i]:
+                        break
+                    i += 1
+                if i == end - start:  # decode only the headers the records and body framing use
+                    start = colon + 1
+                    end = eol
+                    while start < end and _is_space(head[start]):
+                        start += 1
+                    while end > start and _is_space(head[end - 1]):
+                        end -= 1
+                    headers[wanted[1]] = head[start:end].decode("utf-8", "replace")
+        pos = eol + 2
+    return headers
+
+
+def _request_line(head: bytes, n: int) -> tuple[bytes, bytes, bytes] | None:
+    """``_REQUEST_LINE.match(head[:n]).groups()``, or None, read byte by byte (C code when
+    compiled). Nothing in the pattern matches a newline, and its ``$`` also matches before a
+    final one: that newline is left out first."""
+    if n and head[n - 1] == 10:
+        n -= 1
+    sp = 0
+    while sp < n and sp <= 10 and 65 <= head[sp] <= 90:  # [A-Z]{3,10}
+        sp += 1
+    if sp < 3 or sp > 10 or sp >= n or head[sp] != 32:
+        return None
+    start = sp + 1
+    end = start
+    while end < n and not _is_space(head[end]):  # \S+: bytes.strip()'s whitespace is \s
+        end += 1
+    if end == start or n - end != 9 or head[end] != 32 or head[end + 1 : end + 6] != b"HTTP/":
+        return None
+    if not (_is_digit(head[end + 6]) and head[end + 7] == 46 and _is_digit(head[end + 8])):
+        return None
+    return head[:sp], head[start:end], head[end + 6 : end + 9]
+
+
+def _status_line(head: bytes, n: int) -> tuple[bytes, bytes, bytes | None] | None:
+    """``_STATUS_LINE.match(head[:n]).groups()``, or None, read byte by byte (see
+    :func:`_request_line`; the reason phrase's ``.`` matches anything but a newline)."""
+    if n and head[n - 1] == 10:
+        n -= 1
+    if n < 12 or head[:5] != b"HTTP/" or head[8] != 32:
+        return None
+    if not (_is_digit(head[5]) and head[6] == 46 and _is_digit(head[7])):
+        return None
+    if not (_is_digit(head[9]) and _is_digit(head[10]) and _is_digit(head[11])):
+        return None
+    reason: bytes | None = None
+    if n > 12:
+        if head[12] != 32:
+            return None
+        reason = head[13:n]
+        if b"\n" in reason:
+            return None
+    return head[5:8], head[9:12], reason
+
+
+def _is_digit(c: int) -> bool:
+    return 48 <= c <= 57
+
+
+def _is_space(c: int) -> bool:
+    """ASCII whitespace, as ``bytes.strip()`` removes it."""
+    return c == 32 or 9 <= c <= 13
 
 
 def _plausible(buf: bytearray, is_request: bool) -> bool:
@@ -243,10 +352,14 @@ def _event(conn: _Conn, req: _Message | None, resp: _Message | None) -> dict[str
     event["http"] = http
     if req is not None:
         start = req.start
-        target = start[1].decode("latin-1")
-        http["version"] = start[2].decode("latin-1")
+        # typed bytes when compiled: each decode is one C call, not a method lookup
+        target = cython.cast(bytes, start[1]).decode("latin-1")
+        http["version"] = cython.cast(bytes, start[2]).decode("latin-1")
         headers = req.headers
-        request: dict[str, Any] = {"method": start[0].decode("latin-1"), "body": {"bytes": req.body_bytes}}
+        request: dict[str, Any] = {
+            "method": cython.cast(bytes, start[0]).decode("latin-1"),
+            "body": {"bytes": req.body_bytes},
+        }
         if "referer" in headers:
             request["referrer"] = headers["referer"]
         if "content-type" in headers:
@@ -269,8 +382,12 @@ def _event(conn: _Conn, req: _Message | None, resp: _Message | None) -> dict[str
         if "user-agent" in headers:
             event["user_agent"] = {"original": headers["user-agent"]}
     if resp is not None:
-        http.setdefault("version", resp.start[0].decode("latin-1"))
-        response: dict[str, Any] = {"status_code": int(resp.start[1]), "body": {"bytes": resp.body_bytes}}
+        if "version" not in http:
+            http["version"] = cython.cast(bytes, resp.start[0]).decode("latin-1")
+        response: dict[str, Any] = {
+            "status_code": int(cython.cast(bytes, resp.start[1])),
+            "body": {"bytes": resp.body_bytes},
+        }
         if "content-type" in resp.headers:
             response["mime_type"] = resp.headers["content-type"].split(";")[0].strip()
         http["response"] = response

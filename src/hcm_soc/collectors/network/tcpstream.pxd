@@ -3,6 +3,8 @@
 cimport cython
 
 cdef long _M32, _HALF
+cdef long _FIN, _SYN, _RST, _ACK
+cdef int _INACTIVE, _SYN_SENT, _SYN_ACK_SENT, _PARTIAL, _ESTABLISHED, _CLOSED, _RESET
 
 
 cpdef tuple next_states(int e, int peer, long flags, long plen, bint from_orig, int orig_state)
@@ -27,5 +29,8 @@ cdef class TcpStream:
     cdef public long gaps
     cdef public long missed_bytes
 
+    cpdef start(self, long isn)
+    @cython.locals(out=list)
+    cpdef list finish(self)
     @cython.locals(ahead=long, held=bytes, out=list)
     cpdef list segment(self, long seq, long flags, bytes payload)

@@ -26,9 +26,12 @@ import cython
 __all__ = ["STATE_DESCRIPTIONS", "TcpStream", "next_states", "tcp_conn_state"]
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
-_SYN, _RST = SYN, RST
 # Zeek's TCP endpoint states
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
+# The same numbers as C constants for the compiled code below (tcpstream.pxd); the names above
+# stay Python ints for the modules that import them.
+_FIN, _SYN, _RST, _ACK = FIN, SYN, RST, ACK
+_INACTIVE, _SYN_SENT, _SYN_ACK_SENT, _PARTIAL, _ESTABLISHED, _CLOSED, _RESET = range(7)
 
 STATE_DESCRIPTIONS = {
     "S0": "connection attempt seen, no reply",
@@ -51,53 +54,53 @@ def next_states(
     e: int, peer: int, flags: int, plen: int, from_orig: bool, orig_state: int
 ) -> tuple[int, int]:
     """(sender's state, peer's state) after one segment; Zeek's TCP_Analyzer::UpdateStateMachine, simplified."""
-    if e == INACTIVE:
-        if flags & SYN:
+    if e == _INACTIVE:
+        if flags & _SYN:
             if from_orig:
-                e = SYN_ACK_SENT if flags & ACK else SYN_SENT
+                e = _SYN_ACK_SENT if flags & _ACK else _SYN_SENT
             else:
-                if not flags & ACK and peer == SYN_ACK_SENT:
-                    peer = ESTABLISHED
-                if peer == SYN_SENT:
-                    peer = ESTABLISHED
-                e = ESTABLISHED
-        if flags & FIN:
-            e = CLOSED
-        if flags & RST:
-            e = RESET
-        if e == INACTIVE:
-            if not from_orig and plen == 0 and orig_state == SYN_SENT:
+                if not flags & _ACK and peer == _SYN_ACK_SENT:
+                    peer = _ESTABLISHED
+                if peer == _SYN_SENT:
+                    peer = _ESTABLISHED
+                e = _ESTABLISHED
+        if flags & _FIN:
+            e = _CLOSED
+        if flags & _RST:
+            e = _RESET
+        if e == _INACTIVE:
+            if not from_orig and plen == 0 and orig_state == _SYN_SENT:
                 pass  # some stacks ACK a SYN before answering it: not a partial connection
-            elif flags & ACK and peer == ESTABLISHED:
-                e = ESTABLISHED  # the SYN was missed, the SYN-ACK was seen
+            elif flags & _ACK and peer == _ESTABLISHED:
+                e = _ESTABLISHED  # the SYN was missed, the SYN-ACK was seen
             else:
-                e = PARTIAL
-    elif e in (SYN_SENT, SYN_ACK_SENT):
-        if flags & FIN:
-            e = CLOSED
-        if flags & RST:
-            e = RESET
-    elif e in (ESTABLISHED, PARTIAL):
-        if flags & SYN and e == PARTIAL and peer == INACTIVE and not flags & ACK:
-            e = SYN_SENT
-        if flags & FIN and not flags & RST:
-            e = CLOSED
-        if flags & RST:
-            e = RESET
-    elif e == CLOSED and flags & RST and peer != CLOSED:
-        e = RESET
+                e = _PARTIAL
+    elif e in (_SYN_SENT, _SYN_ACK_SENT):
+        if flags & _FIN:
+            e = _CLOSED
+        if flags & _RST:
+            e = _RESET
+    elif e in (_ESTABLISHED, _PARTIAL):
+        if flags & _SYN and e == _PARTIAL and peer == _INACTIVE and not flags & _ACK:
+            e = _SYN_SENT
+        if flags & _FIN and not flags & _RST:
+            e = _CLOSED
+        if flags & _RST:
+            e = _RESET
+    elif e == _CLOSED and flags & _RST and peer != _CLOSED:
+        e = _RESET
     return e, peer
 
 
 def tcp_conn_state(os_: int, rs: int, history: str, payload_bytes: int) -> str:
     """Zeek's conn_state from the originator's and responder's endpoint states."""
-    o_inactive = os_ in (INACTIVE, PARTIAL)
-    r_inactive = rs in (INACTIVE, PARTIAL)
-    if rs == RESET:
-        if os_ in (SYN_SENT, SYN_ACK_SENT) or (os_ == RESET and payload_bytes == 0):
+    o_inactive = os_ in (_INACTIVE, _PARTIAL)
+    r_inactive = rs in (_INACTIVE, _PARTIAL)
+    if rs == _RESET:
+        if os_ in (_SYN_SENT, _SYN_ACK_SENT) or (os_ == _RESET and payload_bytes == 0):
             return "REJ"
         return "RSTRH" if o_inactive else "RSTR"
-    if os_ == RESET:
+    if os_ == _RESET:
         if r_inactive:
             h = history.lstrip("^")  # Zeek: /\^?S[^HAFGIQ]*R.*/
             # a list, not a generator: no closure, so the compiled form is a C function
@@ -105,15 +108,15 @@ def tcp_conn_state(os_: int, rs: int, history: str, payload_bytes: int) -> str:
                 return "RSTOS0"
             return "OTH"
         return "RSTO"
-    if rs == CLOSED and os_ == CLOSED:
+    if rs == _CLOSED and os_ == _CLOSED:
         return "SF"
-    if os_ == CLOSED:
+    if os_ == _CLOSED:
         return "SH" if r_inactive else "S2"
-    if rs == CLOSED:
+    if rs == _CLOSED:
         return "SHR" if o_inactive else "S3"
-    if os_ == SYN_SENT and rs == INACTIVE:
+    if os_ == _SYN_SENT and rs == _INACTIVE:
         return "S0"
-    if os_ == ESTABLISHED and rs == ESTABLISHED:
+    if os_ == _ESTABLISHED and rs == _ESTABLISHED:
         return "S1"
     return "OTH"
 
@@ -130,6 +133,7 @@ def _delta(a: int, b: int) -> int:
 
 
 @cython.no_gc  # holds bytes only
+@cython.freelist(16)  # created and freed per connection or message: reuse the memory
 @cython.cclass
 class TcpStream:
     """Reassembly state of one direction of one connection."""

@@ -1,8 +1,9 @@
 """TLS handshake metadata from TCP payloads, as ECS ``network.tls`` events.
 
-Responsible for reading TLS records and handshake messages with ``struct``
-(ClientHello, ServerHello, Certificate), computing JA3/JA3S/JA4 fingerprints and
-building one event per connection. Malformed bytes are counted, never raised.
+Responsible for reading TLS records and handshake messages (ClientHello, ServerHello,
+Certificate; the hello classes live in :mod:`tlshello`), computing JA3/JA3S/JA4
+fingerprints and building one event per connection. Malformed bytes are counted, never
+raised.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ import cython
 
 from hcm_soc.collectors.network.ecs import protocol_event
 from hcm_soc.collectors.network.packet import cut
+from hcm_soc.collectors.network.tlshello import ClientHello, ServerHello, is_grease
 
 __all__ = [
     "Certificate",
-    "ClientHello",
-    "ServerHello",
     "TlsTracker",
     "ja4",
     "parse_certificates",
@@ -50,142 +50,8 @@ _EXT_SNI, _EXT_GROUPS, _EXT_POINTS, _EXT_SIGALGS, _EXT_ALPN, _EXT_VERSIONS = 0, 
 _MAX_BUFFER = 256 * 1024  # a handshake larger than this is not worth buffering
 
 
-def is_grease(value: int) -> bool:
-    """RFC 8701 GREASE values: 0x0a0a, 0x1a1a … 0xfafa."""
-    return (value & 0x0F0F) == 0x0A0A and (value >> 8) == (value & 0xFF)
-
-
 class _Malformed(ValueError):
     pass
-
-
-# ClientHello and ServerHello compare and hash by value like the frozen dataclasses they were,
-# but are plain classes, C structs with read-only fields when compiled (tls.pxd): a frozen
-# dataclass's __init__ runs in the interpreter and cost ~10,000 instructions per hello.
-def _values(hello: Any, names: tuple[str, ...]) -> tuple[Any, ...]:
-    return tuple(getattr(hello, name) for name in names)
-
-
-def _same(hello: Any, other: object, names: tuple[str, ...]) -> Any:
-    """Value equality of two hellos of the same class (what the dataclasses they were gave)."""
-    if type(other) is not type(hello):
-        return NotImplemented
-    return _values(hello, names) == _values(other, names)
-
-
-def _repr(hello: Any, names: tuple[str, ...]) -> str:
-    return f"{type(hello).__name__}(" + ", ".join(f"{n}={getattr(hello, n)!r}" for n in names) + ")"
-
-
-_HELLO_FIELDS = (
-    "version", "ciphers", "extensions", "groups", "point_formats", "signature_algorithms",
-    "supported_versions", "server_name", "alpn",
-)  # fmt: skip
-
-
-@cython.no_gc  # tuples of numbers and strings only: no cycles
-@cython.cclass
-class ClientHello:
-    __slots__ = _HELLO_FIELDS
-
-    def __init__(
-        self,
-        version: int,  # legacy_version of the hello
-        ciphers: tuple[int, ...],
-        extensions: tuple[int, ...],  # in wire order, GREASE included
-        groups: tuple[int, ...],
-        point_formats: tuple[int, ...],
-        signature_algorithms: tuple[int, ...],
-        supported_versions: tuple[int, ...],
-        server_name: str | None,
-        alpn: tuple[str, ...],
-    ) -> None:
-        self.version = version
-        self.ciphers = ciphers
-        self.extensions = extensions
-        self.groups = groups
-        self.point_formats = point_formats
-        self.signature_algorithms = signature_algorithms
-        self.supported_versions = supported_versions
-        self.server_name = server_name
-        self.alpn = alpn
-
-    def __eq__(self, other: object) -> bool:
-        return _same(self, other, _HELLO_FIELDS)
-
-    def __hash__(self) -> int:
-        return hash(_values(self, _HELLO_FIELDS))
-
-    def __repr__(self) -> str:
-        return _repr(self, _HELLO_FIELDS)
-
-    @property
-    def ja3_string(self) -> str:
-        def join(values: tuple[int, ...]) -> str:
-            return "-".join(str(v) for v in values if not is_grease(v))
-
-        return ",".join(
-            [
-                str(self.version),
-                join(self.ciphers),
-                join(self.extensions),
-                join(self.groups),
-                join(self.point_formats),
-            ]
-        )
-
-    @property
-    def ja3(self) -> str:
-        return hashlib.md5(self.ja3_string.encode(), usedforsecurity=False).hexdigest()
-
-    @property
-    def max_version(self) -> int:
-        versions = [v for v in self.supported_versions if not is_grease(v)]
-        return max(versions) if versions else self.version
-
-
-_SERVER_HELLO_FIELDS = ("legacy_version", "cipher", "extensions", "selected_version", "alpn")
-
-
-@cython.no_gc
-@cython.cclass
-class ServerHello:
-    __slots__ = _SERVER_HELLO_FIELDS
-
-    def __init__(
-        self,
-        legacy_version: int,
-        cipher: int,
-        extensions: tuple[int, ...],
-        selected_version: int | None,  # from supported_versions (TLS 1.3)
-        alpn: str | None,
-    ) -> None:
-        self.legacy_version = legacy_version
-        self.cipher = cipher
-        self.extensions = extensions
-        self.selected_version = selected_version
-        self.alpn = alpn
-
-    def __eq__(self, other: object) -> bool:
-        return _same(self, other, _SERVER_HELLO_FIELDS)
-
-    def __hash__(self) -> int:
-        return hash(_values(self, _SERVER_HELLO_FIELDS))
-
-    def __repr__(self) -> str:
-        return _repr(self, _SERVER_HELLO_FIELDS)
-
-    @property
-    def version(self) -> int:
-        return self.selected_version or self.legacy_version
-
-    @property
-    def ja3s_string(self) -> str:
-        return f"{self.legacy_version},{self.cipher},{'-'.join(str(e) for e in self.extensions)}"
-
-    @property
-    def ja3s(self) -> str:
-        return hashlib.md5(self.ja3s_string.encode(), usedforsecurity=False).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,16 +167,15 @@ def _messages(payload: bytes) -> list[tuple[int, bytes]]:
     return _handshakes(stream)[0]
 
 
-_U16_LISTS: dict[int, Any] = {}  # unpack_from of n big-endian 16-bit values, by n
-
-
-def _u16_list(data: bytes) -> tuple[int, ...]:
-    count = len(data) // 2
-    unpack = _U16_LISTS.get(count)
-    if unpack is None:
-        unpack = _U16_LISTS[count] = struct.Struct(f"!{count}H").unpack_from
-    values: tuple[int, ...] = unpack(data)
-    return values
+def _u16_list(data: bytes, start: int, end: int) -> tuple[int, ...]:
+    """The big-endian 16-bit values of ``data[start:end]`` (an odd last byte ignored), read
+    byte by byte: a C loop when compiled, no slice, no ``struct`` call."""
+    end = min(end, len(data))
+    out = []
+    while start + 2 <= end:
+        out.append((data[start] << 8) | data[start + 1])
+        start += 2
+    return tuple(out)
 
 
 def _extensions(body: bytes, pos: int) -> list[tuple[int, bytes]]:
@@ -337,7 +202,7 @@ def _decode_client_hello(body: bytes) -> ClientHello:
     pos = 34
     pos += 1 + body[pos]  # session id
     clen = (body[pos] << 8) | body[pos + 1]
-    ciphers = _u16_list(cut(body, pos + 2, pos + 2 + clen))
+    ciphers = _u16_list(body, pos + 2, pos + 2 + clen)
     pos += 2 + clen
     pos += 1 + body[pos]  # compression methods
     exts = _extensions(body, pos)
@@ -352,13 +217,13 @@ def _decode_client_hello(body: bytes) -> ClientHello:
             nlen = (data[3] << 8) | data[4]
             sni = data[5 : 5 + nlen].decode("utf-8", "replace")
         elif etype == _EXT_GROUPS:
-            groups = _u16_list(data[2:])
+            groups = _u16_list(data, 2, len(data))
         elif etype == _EXT_POINTS:
             points = tuple(data[1 : 1 + data[0]]) if data else ()
         elif etype == _EXT_SIGALGS:
-            sigalgs = _u16_list(data[2:])
+            sigalgs = _u16_list(data, 2, len(data))
         elif etype == _EXT_VERSIONS and data:
-            versions = _u16_list(data[1 : 1 + data[0]])
+            versions = _u16_list(data, 1, 1 + data[0])
         elif etype == _EXT_ALPN:
             p = 2
             while p < len(data):
@@ -370,19 +235,20 @@ def _decode_client_hello(body: bytes) -> ClientHello:
 
 
 def _decode_server_hello(body: bytes) -> ServerHello:
-    (version,) = struct.unpack_from("!H", body, 0)
+    # byte reads (C loads when compiled); a short body raises IndexError, malformed as before
+    version = (body[0] << 8) | body[1]
     pos = 34
     pos += 1 + body[pos]
-    (cipher,) = struct.unpack_from("!H", body, pos)
+    cipher = (body[pos] << 8) | body[pos + 1]
     exts = _extensions(body, pos + 3)
     selected = None
     alpn = None
     for etype, data in exts:
         if etype == _EXT_VERSIONS and len(data) == 2:
-            (selected,) = struct.unpack("!H", data)
+            selected = (data[0] << 8) | data[1]
         elif etype == _EXT_ALPN and len(data) >= 3:
             alpn = data[3 : 3 + data[2]].decode("utf-8", "replace")
-    return ServerHello(version, cipher, tuple(e for e, _ in exts), selected, alpn)
+    return ServerHello(version, cipher, tuple([e for e, _ in exts]), selected, alpn)
 
 
 def _decode_certificates(body: bytes) -> list[Certificate]:
@@ -452,6 +318,7 @@ def parse_certificates(payload: bytes) -> list[Certificate]:
 
 
 @cython.no_gc  # buffers and flags only
+@cython.freelist(16)  # created and freed per connection or message: reuse the memory
 @cython.cclass
 class _Side:
     __slots__ = ("app_data", "broken", "ccs", "handshake", "records")
@@ -465,6 +332,7 @@ class _Side:
 
 
 @cython.no_gc  # its sides, hellos and certificates, never the tracker
+@cython.freelist(16)  # created and freed per connection or message: reuse the memory
 @cython.cclass
 class _TlsConn:
     __slots__ = ("certs", "client", "endpoints", "hello", "server", "server_hello", "ts")
@@ -597,11 +465,14 @@ def _event(conn: _TlsConn) -> dict[str, Any]:
         if h.alpn:
             client["supported_protocols"] = list(h.alpn)
     sh = conn.server_hello
+    version = -1
     if sh is not None:
-        name = VERSION_NAMES.get(sh.version)
-        tls["version"] = name or f"0x{sh.version:04x}"
-        tls["version_protocol"] = "ssl" if sh.version == 0x0300 else "tls"
-        tls["cipher"] = CIPHER_NAMES.get(sh.cipher, f"0x{sh.cipher:04x}")
+        version = sh.version
+        name = VERSION_NAMES.get(version)
+        tls["version"] = name or f"0x{version:04x}"
+        tls["version_protocol"] = "ssl" if version == 0x0300 else "tls"
+        name = CIPHER_NAMES.get(sh.cipher)  # the default formatted only when needed
+        tls["cipher"] = name if name is not None else f"0x{sh.cipher:04x}"
         if sh.alpn:
             tls["next_protocol"] = sh.alpn
         server["ja3s"] = _server_fingerprint(sh)
@@ -616,7 +487,7 @@ def _event(conn: _TlsConn) -> dict[str, Any]:
             x509["issuer"]["common_name"] = leaf.issuer_cn
         x509.update(not_before=leaf.not_before, not_after=leaf.not_after)
         server["x509"] = x509
-    tls13 = sh is not None and sh.version == 0x0304
+    tls13 = version == 0x0304
     # Best effort: 1.3 is up once the client sends application records; ≤1.2 once both sides sent CCS.
     tls["established"] = sh is not None and (
         conn.client.app_data if tls13 else (conn.client.ccs and conn.server.ccs)
