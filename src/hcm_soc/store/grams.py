@@ -69,12 +69,13 @@ _GRAMS_SUBFIELD = {
 }
 
 
+_GRAM_BASES = frozenset(GRAM_FIELDS) | {f"winlog.event_data.{n}" for n in GRAM_EVENT_DATA}
+
+
 def gram_field(field_name: str) -> str | None:
     """`<field>.grams` for a field (or its `.caseless` sub-field) that has trigrams, else None."""
     base = field_name.removesuffix(".caseless")
-    if base in GRAM_FIELDS or base in {f"winlog.event_data.{n}" for n in GRAM_EVENT_DATA}:
-        return base + GRAMS
-    return None
+    return base + GRAMS if base in _GRAM_BASES else None
 
 
 def with_grams(mappings: dict[str, Any]) -> dict[str, Any]:
@@ -129,7 +130,9 @@ _WITH_GRAMS: set[str] = set()
 def indices_with_grams(client: Elasticsearch, indices: Iterable[str]) -> set[str]:
     """Those of `indices` created with the trigram analyzer, hence with `.grams` on every GRAM_FIELDS
     field they map (an index created before SCHEMA_VERSION 8 has none: a trigram screen would find
-    nothing there). Unreadable settings count as "without"."""
+    nothing there). Unreadable settings count as "without". Only the indices with them are
+    remembered (settings of an open index do not change); the others are asked again next time,
+    which is only while an index from before the upgrade still holds events of a window."""
     wanted = set(indices)
     missing = sorted(wanted - _WITH_GRAMS)
     if missing:
