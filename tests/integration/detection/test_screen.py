@@ -30,6 +30,7 @@ from hcm_soc.detection.fieldmaps.sources import find_source
 from hcm_soc.detection.loader import load_rules
 from hcm_soc.detection.matcher import find_matches
 from hcm_soc.detection.model import CompiledRule, MatchResult, Window
+from hcm_soc.detection.msearch import search_concurrency
 from hcm_soc.detection.scratch import ScratchEvents
 from hcm_soc.parsers.base import ParseContext, SourceInfo, finish
 from hcm_soc.parsers.evtx import parse_evtx_record
@@ -298,7 +299,7 @@ def test_searches_run_as_many_at_once_as_the_data_nodes_have_processors(store: S
     processors = sum(
         n["os"]["allocated_processors"] for n in info if any(r.startswith("data") for r in n["roles"])
     )
-    assert batch.search_concurrency(store.es) == processors > 0
+    assert search_concurrency(store.es) == processors > 0
     client = WithNodes(store.es)
     items = [(c, store.window) for c in store.rules.values()]
     batch.evaluate_batch(client, items, limit=100)  # type: ignore[arg-type]
@@ -306,6 +307,6 @@ def test_searches_run_as_many_at_once_as_the_data_nodes_have_processors(store: S
     assert several and set(several) == {processors}
     # a client without node info (a wrapper): Elasticsearch's own default
     plain = Recording(store.es)
-    assert batch.search_concurrency(plain) is None  # type: ignore[arg-type]
+    assert search_concurrency(plain) is None  # type: ignore[arg-type]
     batch.evaluate_batch(plain, items, limit=100)  # type: ignore[arg-type]
     assert set(plain.concurrency) == {None}
