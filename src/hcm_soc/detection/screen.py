@@ -136,9 +136,25 @@ def gram_screen(field_name: str, value: Any) -> str | None:
         if not grams:
             return None  # one value with no trigram: the leaf could match anything
         alternatives.append("(" + " AND ".join(f"{grams_field}:{_term(g)}" for g in grams) + ")")
-    if not alternatives:
-        return None
-    return alternatives[0] if len(alternatives) == 1 else "(" + " OR ".join(alternatives) + ")"
+    return _join(alternatives, "OR") if alternatives else None
+
+
+def _join(texts: list[str], op: str) -> str:
+    return texts[0] if len(texts) == 1 else "(" + f" {op} ".join(texts) + ")"
+
+
+def _all_of(parts: list[Screen]) -> Screen:
+    """The screen of an AND: its parts' screens that are not *anything*; exact if all are."""
+    texts = [t for t, _ in parts if t is not None]
+    exact = all(e for _, e in parts)
+    return (_join(texts, "AND") if texts else None), exact
+
+
+def _any_of(parts: list[Screen]) -> Screen:
+    """The screen of an OR: *anything* as soon as one part is (or there is none), else all of them."""
+    if not parts or any(t is None for t, _ in parts):
+        return None, any(t is None and e for t, e in parts)
+    return _join([t for t, _ in parts if t is not None], "OR"), all(e for _, e in parts)
 
 
 def screen_of(
@@ -153,18 +169,9 @@ def screen_of(
     `keep(value)` says which field-value leaves the screen keeps (default: the cheap ones); `grams`:
     the other leaves on fields with trigrams are kept in their trigram form (not exact)."""
     if isinstance(node, ConditionAND):
-        parts = [screen_of(backend, arg, state, keep, grams) for arg in node.args]
-        texts = [t for t, _ in parts if t is not None]
-        exact = all(e for _, e in parts)
-        if not texts:
-            return None, exact
-        return (texts[0] if len(texts) == 1 else "(" + " AND ".join(texts) + ")"), exact
+        return _all_of([screen_of(backend, arg, state, keep, grams) for arg in node.args])
     if isinstance(node, ConditionOR):
-        parts = [screen_of(backend, arg, state, keep, grams) for arg in node.args]
-        if any(t is None for t, _ in parts):
-            return None, any(t is None and e for t, e in parts)
-        texts = [t for t, _ in parts if t is not None]
-        return (texts[0] if len(texts) == 1 else "(" + " OR ".join(texts) + ")"), all(e for _, e in parts)
+        return _any_of([screen_of(backend, arg, state, keep, grams) for arg in node.args])
     if isinstance(node, ConditionNOT):
         text, exact = screen_of(backend, node.args[0], state, keep, grams)
         if text is not None and exact:
@@ -202,17 +209,10 @@ def rule_screen(
         if scoped:
             if not isinstance(tree, ConditionAND) or len(tree.args) < 2:
                 return ANYTHING  # not the shape the pipeline writes: no screen
-            parts = [screen_of(backend, arg, state, keep, grams) for arg in tree.args[1:]]
-            texts = [t for t, _ in parts if t is not None]
-            exact = all(e for _, e in parts)
-            text = None if not texts else texts[0] if len(texts) == 1 else "(" + " AND ".join(texts) + ")"
-            screens.append((text, exact))
+            screens.append(_all_of([screen_of(backend, arg, state, keep, grams) for arg in tree.args[1:]]))
         else:
             screens.append(screen_of(backend, tree, state, keep, grams))
-    if not screens or any(t is None for t, _ in screens):
-        return None, bool(screens) and any(t is None and e for t, e in screens)
-    texts = [t for t, _ in screens if t is not None]
-    return (texts[0] if len(texts) == 1 else "(" + " OR ".join(texts) + ")"), all(e for _, e in screens)
+    return _any_of(screens)
 
 
 def candidates_screen(rule: Any) -> Screen:
